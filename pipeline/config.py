@@ -79,6 +79,7 @@ class TTSConfig(_M):
 class Profile(_M):
     language: str
     name: str
+    dataset: str = "corpus"  # written to instructions.dataset
     input: str  # folder of audio or a manifest (.jsonl/.csv); relative paths are from the repo root
     output_dir: str = "data"
     shard_size: int = 8  # input files per shard

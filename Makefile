@@ -1,0 +1,68 @@
+# speechinstruct: `make setup`, then `make dataset LANG=en`; `make test` runs the tests.
+SHELL := /bin/bash
+PY_SYS ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+WHEELS := $(HOME)/.cache/speechinstruct/wheels
+LLAMA_CPP_VERSION := 0.3.36
+PROFILES := $(sort $(basename $(notdir $(wildcard config/profiles/*.yaml))))
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+
+.PHONY: setup system-deps dataset test test-fast bench clean help
+
+help:
+	@echo "make setup                  system packages, venv, pinned CPU deps, embedded models"
+	@echo "make dataset LANG=<profile> build the dataset (profiles: $(PROFILES))"
+	@echo "make test                   run the tests"
+
+setup: system-deps $(VENV)/.installed
+	$(PY) -m pipeline models assemble
+
+system-deps:
+	@missing=""; for b in ffmpeg espeak-ng; do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	 dpkg -s libsndfile1 >/dev/null 2>&1 || missing="$$missing libsndfile1"; \
+	 if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
+	   $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends ffmpeg libsndfile1 espeak-ng >/dev/null; fi
+
+# The llama.cpp binding has no binary wheel on the registry: build it once (~4 min on 2 cores), keep the wheel.
+$(WHEELS)/.llama-cpp-python-$(LLAMA_CPP_VERSION):
+	mkdir -p $(WHEELS)
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF" \
+	  $(PIP) wheel --no-deps -w $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	touch $@
+
+$(VENV)/bin/python:
+	$(PY_SYS) -m venv $(VENV)
+
+$(VENV)/.installed: $(VENV)/bin/python requirements/base.txt requirements/nodeps.txt pyproject.toml | $(WHEELS)/.llama-cpp-python-$(LLAMA_CPP_VERSION)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -r requirements/base.txt
+	$(PIP) install -q --no-deps -r requirements/nodeps.txt
+	$(PIP) install -q --no-deps --no-index --find-links $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	$(PIP) install -q --no-deps -e .
+	$(PY) -c "import torch, llama_cpp, faster_whisper, piper, prefect, datasets; assert torch.__version__.startswith('2.13.0') and '+cpu' in torch.__version__, torch.__version__"
+	touch $@
+
+$(WHEELS)/.llama-cpp-python-$(LLAMA_CPP_VERSION): | $(VENV)/bin/python
+
+# LANG is also the locale variable (e.g. C.UTF-8): only a LANG given on the command line counts.
+dataset:
+	@if [ "$(origin LANG)" != "command line" ]; then \
+	  echo "error: say which language profile to build: make dataset LANG=<profile>, one of: $(PROFILES)" >&2; \
+	  echo "       (LANG='$(LANG)' from the environment is the locale, not a profile)" >&2; exit 2; fi
+	@if ! echo " $(PROFILES) " | grep -q " $(LANG) "; then \
+	  echo "error: unknown language profile LANG=$(LANG); known profiles: $(PROFILES) (config/profiles/*.yaml)" >&2; exit 2; fi
+	$(PY) -m pipeline dataset --lang $(LANG) $(ARGS)
+
+test:
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench:
+	$(PY) bench/bench_metadata.py
+
+clean:
+	rm -rf data build .pytest_cache

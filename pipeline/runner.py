@@ -1,0 +1,209 @@
+"""Run state and shard-level stage execution (what flows wire together).
+
+Layout of one run (``<output_dir>/<lang>/``)::
+
+    _work/plan.json                 sources, shard count, profile digest (fixed at first run)
+    _work/<stage>/part-NNNNN.parquet   stage output for shard N (exists => shard done)
+    _work/<stage>/rejects-NNNNN.parquet
+    utterances/ instructions/ rejects/  final tables (written by ``export``)
+
+Every shard write is atomic and a shard whose part file exists is skipped, so a killed run resumes
+where it stopped and never writes a row twice.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from . import schema, store
+from .config import Profile
+from .ingest import Source, discover
+
+UTTERANCE_STAGES = ("ingest", "metadata", "asr")
+STAGES = ("ingest", "metadata", "asr", "llm", "tts")
+PREVIOUS = {"metadata": "ingest", "asr": "metadata", "llm": "asr"}
+
+
+class PlanMismatch(RuntimeError):
+    pass
+
+
+@dataclass
+class Plan:
+    language: str
+    profile_digest: str
+    input: str
+    sources: list[dict]
+    shard_size: int
+    texts: list[dict] = field(default_factory=list)
+    text_rejects: list[dict] = field(default_factory=list)
+    tts_shard_size: int = 16
+
+    @property
+    def n_shards(self) -> int:
+        return -(-len(self.sources) // self.shard_size)
+
+    @property
+    def n_tts_shards(self) -> int:
+        return -(-len(self.texts) // self.tts_shard_size)
+
+
+class Run:
+    def __init__(self, profile: Profile, output_dir: str | Path | None = None, overwrite: bool = False):
+        self.profile = profile
+        self.dir = Path(output_dir or profile.path(profile.output_dir)) / profile.language
+        self.work = self.dir / "_work"
+        if overwrite and self.dir.exists():
+            shutil.rmtree(self.dir)
+        self.work.mkdir(parents=True, exist_ok=True)
+        store.clean_temps(self.dir)
+        self.plan = self._plan()
+        self.timings: dict[str, float] = self._load_timings()
+
+    # ---- plan -----------------------------------------------------------------------------
+    def _plan(self) -> Plan:
+        p = self.profile
+        path = self.work / "plan.json"
+        input_path = p.path(p.input)
+        sources = [s.model_dump() for s in discover(input_path)]
+        texts, text_rejects = [], []
+        if p.tts.input:
+            from .textcorpus import read_corpus
+
+            recs, rej = read_corpus(p.path(p.tts.input))
+            texts = [r.model_dump() for r in recs]
+            text_rejects = [{"id": i, "reason": reason, "detail": detail} for i, reason, detail in rej]
+        plan = Plan(p.language, p.digest(), str(input_path), sources, p.shard_size, texts, text_rejects)
+        if path.exists():
+            old = Plan(**json.loads(path.read_text()))
+            if (old.profile_digest, old.sources, old.texts) != (plan.profile_digest, plan.sources, plan.texts):
+                raise PlanMismatch(
+                    f"{self.dir} holds a run with a different profile or input (digest {old.profile_digest} vs "
+                    f"{plan.profile_digest}, {len(old.sources)} vs {len(plan.sources)} sources); "
+                    "pass --overwrite to start again or choose another --output-dir")
+            return old
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(plan.__dict__, indent=1, ensure_ascii=False))
+        tmp.replace(path)
+        return plan
+
+    def sources(self, k: int) -> list[Source]:
+        s = self.plan.shard_size
+        return [Source(**d) for d in self.plan.sources[k * s:(k + 1) * s]]
+
+    def texts(self, k: int) -> list[dict]:
+        s = self.plan.tts_shard_size
+        return self.plan.texts[k * s:(k + 1) * s]
+
+    # ---- shard bookkeeping --------------------------------------------------------------------
+    def part(self, stage: str, k: int) -> Path:
+        return self.work / stage / store.part_name(k)
+
+    def rejects_part(self, stage: str, k: int) -> Path:
+        return self.work / stage / store.part_name(k, "rejects")
+
+    def shard_ids(self, stage: str) -> list[int]:
+        return list(range(self.plan.n_tts_shards if stage == "tts" else self.plan.n_shards))
+
+    def pending(self, stage: str) -> list[int]:
+        return [k for k in self.shard_ids(stage) if not self.part(stage, k).exists()]
+
+    def write_shard(self, stage: str, k: int, rows: list[dict] | pa.Table, rejects: list[dict]) -> int:
+        table_name = "instructions" if stage in ("llm", "tts") else "utterances"
+        t = rows if isinstance(rows, pa.Table) else schema.to_table(table_name, rows)
+        store.write_atomic(schema.to_table("rejects", rejects), self.rejects_part(stage, k))
+        store.write_atomic(schema.conform(table_name, t), self.part(stage, k))  # last: marks the shard done
+        return t.num_rows
+
+    def input_rows(self, stage: str, k: int) -> list[dict]:
+        return store.read(self.part(PREVIOUS[stage], k)).to_pylist()
+
+    def _load_timings(self) -> dict:
+        p = self.work / "timings.json"
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def add_timing(self, stage: str, seconds: float) -> None:
+        self.timings[stage] = round(self.timings.get(stage, 0.0) + seconds, 2)
+        (self.work / "timings.json").write_text(json.dumps(self.timings, indent=1))
+
+
+# ---- workers: models load once per process ----------------------------------------------------------
+@lru_cache(maxsize=None)
+def _worker(stage: str, profile_json: str):
+    p = Profile.model_validate_json(profile_json)
+    if stage == "ingest":
+        from .ingest import Ingest
+
+        return Ingest(p.ingest)
+    if stage == "metadata":
+        from .metadata import MetadataEstimator
+
+        return MetadataEstimator(p.metadata)
+    if stage == "asr":
+        from .asr import load_asr
+
+        return load_asr(p.asr)
+    if stage == "llm":
+        from .generate import Generate
+        from .llm import load_llm
+
+        return Generate(p.llm, load_llm(p.llm), p.dataset)
+    if stage == "tts":
+        from .tts_stage import Synthesize
+
+        return Synthesize(p.tts, p.dataset, p.seed)
+    raise ValueError(stage)
+
+
+def worker(stage: str, profile: Profile):
+    return _worker(stage, profile.model_dump_json())
+
+
+# ---- one shard of one stage -------------------------------------------------------------------------
+def process_shard(run: Run, stage: str, k: int) -> dict:
+    """Run one stage on one shard (skipped when already done). Returns counts."""
+    if run.part(stage, k).exists():
+        return {"shard": k, "skipped": True}
+    w = worker(stage, run.profile)
+    if stage == "ingest":
+        rows, rejects = w.process(run.sources(k))
+    elif stage == "metadata":
+        from .metadata_stage import annotate
+
+        rows, rejects = annotate(w, run.input_rows(stage, k))
+    elif stage == "asr":
+        from .asr_stage import transcribe
+
+        rows, rejects = transcribe(w, run.input_rows(stage, k), run.profile)
+    elif stage == "llm":
+        rows, rejects = w.process(run.input_rows(stage, k))
+    elif stage == "tts":
+        rows, rejects = w.process(run.texts(k))
+    else:
+        raise ValueError(stage)
+    n = run.write_shard(stage, k, rows, rejects)
+    return {"shard": k, "rows": n, "rejects": len(rejects)}
+
+
+def run_stage(run: Run, stage: str, progress: bool = True) -> dict:
+    """Run a stage over all its pending shards, with a progress bar."""
+    todo = run.pending(stage)
+    t0 = time.time()
+    totals = {"stage": stage, "shards": len(run.shard_ids(stage)), "done_before": len(run.shard_ids(stage)) - len(todo), "rows": 0, "rejects": 0}
+    with tqdm(todo, desc=f"{stage:>8}", unit="shard", disable=not progress or not todo) as bar:
+        for k in bar:
+            c = process_shard(run, stage, k)
+            totals["rows"] += c.get("rows", 0)
+            totals["rejects"] += c.get("rejects", 0)
+            bar.set_postfix(rows=totals["rows"], rejects=totals["rejects"],
+                            rows_per_s=f"{totals['rows'] / max(time.time() - t0, 1e-6):.2f}")
+    if todo:
+        run.add_timing(stage, time.time() - t0)
+    return totals

@@ -1,0 +1,61 @@
+"""TTS stage: speak a text instruction corpus with sampled voices -> instruction rows with audio."""
+from __future__ import annotations
+
+import json
+import random
+
+from .audio import encode_flac, resample
+from .config import TTSConfig
+from .generate import messages, stable_seed
+from .schema import SAMPLE_RATE
+
+DEFAULT_PROMPT = "Respond to the spoken instruction."
+
+
+class Synthesize:
+    name = "tts"
+
+    def __init__(self, cfg: TTSConfig, dataset: str, seed: int):
+        from .tts import load_tts
+
+        self.cfg, self.dataset, self.seed = cfg, dataset, seed
+        self.backend = load_tts(cfg)
+        self.voices = self.backend.voices()
+
+    def process(self, texts: list[dict]) -> tuple[list[dict], list[dict]]:
+        from .textcorpus import TextInstruction, Unspeakable, normalize_for_speech, speech_text
+        from .tts import TTSError, loudness_normalize
+
+        rows, rejects = [], []
+        for rec in texts:
+            r = TextInstruction(**rec)
+            rid = f"{r.id}-tts_instruction-0"
+            base = {"id": rid, "stage": "tts", "source_path": r.source}
+            try:
+                text = normalize_for_speech(speech_text(r, self.cfg.speak))
+            except Unspeakable as e:
+                rejects.append({**base, "reason": f"unspeakable_{e.reason}", "detail": str(e), "raw": speech_text(r, self.cfg.speak)})
+                continue
+            if not r.output.strip():
+                rejects.append({**base, "reason": "no_response", "detail": "record has no output to use as the response", "raw": text})
+                continue
+            rng = random.Random(stable_seed(self.seed, r.id))
+            voice = rng.choice(self.voices)
+            length_scale = rng.choice(self.cfg.length_scales)
+            try:
+                audio, sr = self.backend.synthesize(text, voice, length_scale)
+                audio = loudness_normalize(resample(audio, sr, SAMPLE_RATE), SAMPLE_RATE)
+            except TTSError as e:
+                rejects.append({**base, "reason": "tts_failed", "detail": str(e), "raw": text})
+                continue
+            prompt = r.input.strip() if self.cfg.speak == "instruction" and r.input.strip() else DEFAULT_PROMPT
+            rows.append({
+                "id": rid, "utterance_id": None, "task": "tts_instruction", "dataset": f"{self.dataset}/{r.source}",
+                "audio": {"bytes": encode_flac(audio, SAMPLE_RATE), "path": f"{rid}.flac"},
+                "seed_description": None, "prompt": prompt, "response": r.output.strip(),
+                "messages": messages(prompt, r.output.strip()), "text_source": "corpus",
+                "engine": self.backend.name, "model_id": voice, "voice": voice,
+                "tts_settings_json": json.dumps({"length_scale": length_scale, "spoken_text": text, "speak": self.cfg.speak}),
+                "seed": stable_seed(self.seed, r.id),
+            })
+        return rows, rejects
