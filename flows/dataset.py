@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 
@@ -56,9 +57,11 @@ def shards_flow(profile: Profile, output_dir: str | None = None, report: bool = 
 
 @flow(name="dataset", log_prints=True)
 def dataset(lang: str, input: str | None = None, output_dir: str | None = None, overwrite: bool = False,
-            report: bool = True) -> dict:
-    """Build the speech-instruction dataset for one language profile."""
-    profile = load_profile(lang, input=input)
+            report: bool = True, overrides: dict[str, Any] | None = None) -> dict:
+    """Build the speech-instruction dataset for one language profile.
+
+    ``overrides`` are dotted profile keys, e.g. ``{"shard_size": 4, "llm.max_tokens": 120}``."""
+    profile = load_profile(lang, input=input, **(overrides or {}))
     Run(profile, output_dir, overwrite=overwrite)  # plan once (and wipe on overwrite) before the stages
     for stage_flow in (ingest_flow, metadata_flow, asr_flow, llm_flow, tts_flow):
         stage_flow(profile, output_dir)

@@ -14,13 +14,11 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
-def run_direct(lang: str, input: str | None, output_dir: str | None, overwrite: bool, report: bool, profile_path=None) -> dict:
+def run_direct(profile, output_dir: str | None = None, overwrite: bool = False, report: bool = True) -> dict:
     """The same stages as the Prefect flow, called in-process (no orchestration server)."""
-    from .config import load_profile
     from .export import export
     from .runner import STAGES, Run, run_stage
 
-    profile = load_profile(lang, profile_path, input=input)
     run = Run(profile, output_dir, overwrite=overwrite)
     for stage in STAGES:
         run_stage(run, stage)
@@ -36,13 +34,13 @@ def cmd_dataset(a) -> int:
     from .config import UnknownLanguage, load_profile
 
     try:
-        profile = load_profile(a.lang, a.profile)
+        profile = load_profile(a.lang, a.profile, input=a.input)
     except UnknownLanguage as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     t0 = time.time()
     if a.no_prefect or a.profile:
-        rows = run_direct(a.lang, a.input, a.output_dir, a.overwrite, not a.no_report, a.profile)
+        rows = run_direct(profile, a.output_dir, a.overwrite, not a.no_report)
     else:
         _prefect_env()
         from flows.dataset import dataset

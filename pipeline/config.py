@@ -39,6 +39,8 @@ class MetadataConfig(_M):
     gender_backend: Literal["voice2gender"] = "voice2gender"
     pitch_fmin: float = 60.0
     pitch_fmax: float = 400.0
+    # yin: vectorised YIN + voicing decision (~300x realtime); pyin: librosa.pyin (~20x realtime)
+    pitch_backend: Literal["yin", "pyin"] = "yin"
 
 
 class ASRConfig(_M):
@@ -61,6 +63,7 @@ class LLMConfig(_M):
     max_tokens: int = 200
     seed: int = 1234
     retries: int = 2  # extra attempts for malformed JSON before the row is rejected
+    structured_output: bool = True  # constrain JSON answers by their schema (grammar / guided decoding)
     # vLLM (GPU) knobs; ignored by other engines
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.85
@@ -69,11 +72,21 @@ class LLMConfig(_M):
 
 
 class TTSConfig(_M):
-    backend: Literal["piper", "espeak-ng"] = "piper"
+    backend: Literal["piper", "espeak-ng", "coqui"] = "piper"
+    # piper: model refs/paths; espeak-ng: voices such as en-us, en-us+f3 (default list => en-us, en-us+f3);
+    # coqui: speaker names (default list => the model's own speakers)
     voices: list[str] = Field(default_factory=lambda: ["embedded:piper-en_US-joe-medium"])
-    input: str | None = None  # text instruction corpus (JSON/JSONL, Alpaca-style)
+    input: str | None = None  # text instruction corpus: Alpaca JSON/JSONL, Super-NaturalInstructions task, MS MARCO JSONL
     speak: Literal["instruction", "input", "both"] = "instruction"
     length_scales: list[float] = Field(default_factory=lambda: [1.0])
+    max_chars: int = 400  # longer texts (after normalisation) are rejected as too_long
+    pitch_shifts: list[float] = Field(default_factory=lambda: [0.0])  # semitones, for voice variety
+    target_lufs: float = -23.0  # loudness of the synthesised audio
+    espeak_rate: int = 150  # words per minute at length_scale 1.0 (espeak's default 175 transcribes badly)
+    espeak_pitch: int = 50  # 0..99
+    coqui_model: str = "tts_models/multilingual/multi-dataset/xtts_v2"  # needs `pip install coqui-tts==0.28.0`
+    coqui_language: str | None = None  # None => the profile language
+    device: str = "cpu"  # piper (onnxruntime CUDA) and coqui: "cuda" on GPU
 
 
 class Profile(_M):

@@ -19,7 +19,9 @@ from .textnorm import normalize
 
 AUDIO_TOKEN = "<|AUDIO|>"
 REFUSAL = re.compile(r"\b(as an ai|i (?:cannot|can't|am unable to|'m unable to)|i'm sorry|i apologi[sz]e|language model)\b", re.I)
-LEAK = re.compile(r"(audio_description|</?transcript>|attribute names|written description|the transcript is data)", re.I)
+# Prompt text that must not surface in a response (the listener never saw a transcript or attributes).
+LEAK = re.compile(r"(audio_description|transcript|attribute names|written description|timestamped|in parentheses|"
+                  r"not addressed to you|\bSNR\b)", re.I)
 STOP = set("a an the and or but of to in on at for with is are was were be been it this that these those i you he she we they my your his her our their what which who how do does did not no yes so as by from".split())
 
 
@@ -168,7 +170,8 @@ class Generate:
 
         self._run(desc, lambda it, s: self._request(system_d, render("desta_user.j2", seed_description=it["seed_description"], question=it["question"]), s),
                   lambda raw, it: (raw.strip(), check_text(raw)))
-        self._run(qa, lambda it, s: self._request(system_q, render("qa_user.j2", transcript=it["transcript"]), s, QA_SCHEMA),
+        self._run(qa, lambda it, s: self._request(system_q, render("qa_user.j2", transcript=it["transcript"]), s,
+                                                QA_SCHEMA if self.cfg.structured_output else None),
                   lambda raw, it: parse_qa(raw, it["transcript"]))
 
         out, rejects = [], []

@@ -44,6 +44,7 @@ MAX_CATEGORIES = 30  # string / small-integer columns with at most this many dis
 REJECTS_SHOWN = 50
 MAX_AUDIO_BYTES = 8 << 20  # larger clips are not embedded (the report would get huge)
 MAX_CELL_CHARS = 2000  # longer text values are cut in sample cards / tables
+_TAKE_BATCH = 64  # rows decoded at a time when fetching sampled rows (bounds memory held by audio bytes)
 
 #: column -> (title, unit). Only cosmetic: unknown columns are plotted too.
 KNOWN_COLUMNS: dict[str, tuple[str, str]] = {
@@ -118,7 +119,7 @@ class _Table:
 
 
 def _is_scalar(t: pa.DataType) -> bool:
-    return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+    return (pa.types.is_null(t) or pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
             or pa.types.is_string(t) or pa.types.is_large_string(t)
             or (pa.types.is_dictionary(t) and (pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type))))
 
@@ -131,6 +132,8 @@ def _open_table(dataset_dir: Path, name: str, warnings: list[str]) -> _Table:
     t.present = True
     schemas = []
     for f in sorted(d.glob("*.parquet")):
+        if f.name.startswith("."):  # writers' temp files
+            continue
         try:
             meta = pq.read_metadata(f)
             sch = meta.schema.to_arrow_schema()
@@ -187,19 +190,26 @@ def _take_rows(t: _Table, indices: list[int], cols: list[str]) -> list[dict]:
         present = [c for c in cols if c in t.names_per_file[fi]]
         rg_off = np.cumsum([0] + [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]).tolist()
         by_rg: dict[int, list[int]] = defaultdict(list)
-        for gi in gis:
+        for gi in sorted(set(gis)):
             by_rg[bisect.bisect_right(rg_off, gi - offsets[fi]) - 1].append(gi)
         for rg, rg_gis in by_rg.items():
-            part = pf.read_row_group(rg, columns=present)
-            local = [gi - offsets[fi] - rg_off[rg] for gi in rg_gis]
-            for gi, row in zip(rg_gis, part.take(local).to_pylist()):
-                found[gi] = {c: row.get(c) for c in cols}
+            # Stream the row group in small batches: a row group can hold GBs of audio.
+            pos, todo = 0, [(gi - offsets[fi] - rg_off[rg], gi) for gi in rg_gis]
+            for batch in pf.iter_batches(batch_size=_TAKE_BATCH, row_groups=[rg], columns=present):
+                here = [(local - pos, gi) for local, gi in todo if pos <= local < pos + batch.num_rows]
+                if here:
+                    rows = batch.take([i for i, _ in here]).to_pylist()
+                    for (_, gi), row in zip(here, rows):
+                        found[gi] = {c: row.get(c) for c in cols}
+                pos += batch.num_rows
+                if pos > todo[-1][0]:
+                    break
     return [found[gi] for gi in indices if gi in found]
 
 
 # ------------------------------------------------------------------------------------------- plots
 
-def _figure(width: float = 5.6, height: float = 3.3):
+def _figure(width: float = 4.6, height: float = 2.8):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -251,7 +261,17 @@ def _doc(t: _Table, col: str) -> str:
     return md.get(b"doc", b"").decode("utf-8", "replace")
 
 
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return ""
+
+
 def _plot(pid: str, title: str, png: str, caption: str = "", doc: str = "", wide: bool = False) -> dict:
+    if doc and doc.strip().lower() in {title.lower(), *(f"{title} ({u})".lower() for u in ("s", "hz", "db"))}:
+        doc = ""  # the schema doc only repeats the title
     return {"id": pid, "title": title, "png": png, "caption": caption, "doc": doc, "wide": wide}
 
 
@@ -269,13 +289,12 @@ def _hist_plot(pid: str, values: np.ndarray, nulls: int, title: str, unit: str, 
         bins = int(np.clip(len(np.histogram_bin_edges(v, bins="auto")) - 1, 5, 60))
     ax.hist(v, bins=bins, range=rng, color=color, edgecolor="white", linewidth=0.5)
     med = float(np.median(v))
-    ax.axvline(med, color="#333333", linestyle="--", linewidth=1, label=f"median {_fmt(med)}")
-    ax.legend(frameon=False, fontsize=8, loc="upper right")
+    ax.axvline(med, color="#333333", linestyle="--", linewidth=1)
     ax.set_xlabel(_axis_label(title, unit))
     ax.set_ylabel("rows")
     u = f" {unit}" if unit else ""
-    caption = (f"n={v.size:,} · mean {_fmt(float(v.mean()))}{u} · median {_fmt(med)}{u} · "
-               f"range {_fmt(lo)}–{_fmt(hi)}{u}")
+    caption = (f"n={v.size:,} · mean {_fmt(float(v.mean()))}{u} · median (dashed) {_fmt(med)}{u} · "
+               f"range {_fmt(lo)} to {_fmt(hi)}{u}")
     if nulls:
         caption += f" · {nulls:,} null"
     if values.size - nulls - v.size:
@@ -286,7 +305,7 @@ def _hist_plot(pid: str, values: np.ndarray, nulls: int, title: str, unit: str, 
 def _bar_plot(pid: str, labels: list[str], counts: list[int], title: str, color: str | list[str],
               doc: str = "", caption: str = "", xlabel: str = "rows", legend: dict | None = None) -> dict:
     n = len(labels)
-    fig, ax = _figure(5.6, max(2.0, 0.85 + 0.27 * n))
+    fig, ax = _figure(4.6, max(1.5, 0.75 + 0.26 * n))
     shown = [lb if len(lb) <= 42 else lb[:40] + "…" for lb in labels]
     y = np.arange(n)
     ax.barh(y, counts, color=color, height=0.7)
@@ -297,7 +316,7 @@ def _bar_plot(pid: str, labels: list[str], counts: list[int], title: str, color:
     top = max(counts) if counts else 1
     ax.set_xlim(0, top * 1.15 + 0.5)
     for yi, c in zip(y, counts):
-        ax.text(c + top * 0.01, yi, f"{c:,}", va="center", fontsize=8, color="#333333")
+        ax.text(c + top * 0.015, yi, f"{c:,}", va="center", fontsize=8, color="#333333")
     if legend:
         from matplotlib.patches import Patch
 
@@ -332,7 +351,7 @@ def _plot_candidate(name: str) -> bool:
 def _generic_plots(t: _Table, data: pa.Table, exclude: set[str], color_offset: int = 0) -> tuple[list[dict], list[str]]:
     """A histogram per numeric column, a bar chart per low-cardinality categorical column.
 
-    Returns (plots, notes) where notes say which candidate columns were not plotted and why.
+    Returns (plots, notes) where notes are (why, column) for candidate columns that were not plotted.
     """
     plots, notes = [], []
     k = color_offset
@@ -344,24 +363,24 @@ def _generic_plots(t: _Table, data: pa.Table, exclude: set[str], color_offset: i
         title, unit = _title_unit(name)
         color = _PALETTE[k % len(_PALETTE)]
         if len(col) == col.null_count:
-            notes.append(f"{name}: all null")
+            notes.append(("all null", name))
             continue
         is_int = pa.types.is_integer(typ)
         if pa.types.is_floating(typ) or (is_int and pc.count_distinct(col).as_py() > MAX_CATEGORIES):
             p = _hist_plot(f"{t.name}.{name}", _numeric(col), col.null_count, title, unit, color, _doc(t, name))
             if p is None:
-                notes.append(f"{name}: no finite values")
+                notes.append(("no finite values", name))
                 continue
             plots.append(p)
         else:
             vals, counts, nulls = _value_counts(col)
             if len(vals) > MAX_CATEGORIES:
-                notes.append(f"{name}: {len(vals):,} distinct values (more than {MAX_CATEGORIES})")
+                notes.append((f"more than {MAX_CATEGORIES} distinct values", f"{name} ({len(vals):,})"))
                 continue
             if not is_int and not pa.types.is_boolean(typ) and name not in CATEGORICAL_COLUMNS:
                 mean_len = sum(len(v) * c for v, c in zip(vals, counts)) / max(1, sum(counts))
                 if mean_len > _FREE_TEXT_CHARS:
-                    notes.append(f"{name}: free text")
+                    notes.append(("free text", name))
                     continue
             if is_int:  # small integer codes: keep numeric order
                 order = sorted(range(len(vals)), key=lambda i: float(vals[i]))
@@ -421,10 +440,11 @@ def _cut(v) -> str | None:
     return s if len(s) <= MAX_CELL_CHARS else s[:MAX_CELL_CHARS] + f"… [{len(s) - MAX_CELL_CHARS:,} more chars]"
 
 
-def _pick(groups: dict[str, list[int]], k: int, seed: int = 0) -> list[int]:
+def _pick(groups: dict[str, np.ndarray], k: int, seed: int = 0) -> list[int]:
     """Up to k indices, round-robin over the groups (sorted by name), random but reproducible within each."""
     rng = np.random.default_rng(seed)
-    queues = {g: list(rng.permutation(ix)) for g, ix in sorted(groups.items())}
+    queues = {g: [int(i) for i in rng.choice(ix, size=min(k, len(ix)), replace=False)]
+              for g, ix in sorted(groups.items()) if len(ix)}
     out: list[int] = []
     while len(out) < k and any(queues.values()):
         for q in queues.values():
@@ -433,26 +453,37 @@ def _pick(groups: dict[str, list[int]], k: int, seed: int = 0) -> list[int]:
     return out
 
 
-def _flatten(obj, prefix: str = "") -> list[tuple[str, str]]:
-    rows: list[tuple[str, str]] = []
+def _flatten(obj, prefix: str = "") -> list[tuple[str, str, str | None]]:
+    """Manifest -> (dotted key, short value, full value or None) rows; nested objects become dotted keys."""
+    rows: list[tuple[str, str, str | None]] = []
     if isinstance(obj, dict) and obj:
         for key, val in obj.items():
             name = f"{prefix}{key}"
             if isinstance(val, dict) and val and prefix.count(".") < 3:
                 rows.extend(_flatten(val, name + "."))
             else:
-                rows.append((name, _manifest_value(val)))
+                rows.append((name, *_manifest_value(val)))
     else:
-        rows.append((prefix.rstrip(".") or "manifest", _manifest_value(obj)))
+        rows.append((prefix.rstrip(".") or "manifest", *_manifest_value(obj)))
     return rows
 
 
-def _manifest_value(v) -> str:
+def _manifest_value(v) -> tuple[str, str | None]:
+    """(short, full): long values and lists of objects (e.g. file lists) are folded behind a summary."""
+    if isinstance(v, list) and any(isinstance(x, (dict, list)) for x in v):
+        full = json.dumps(v, ensure_ascii=False, indent=1, default=str)
+        return f"{len(v)} entr{'y' if len(v) == 1 else 'ies'}", _cut_chars(full, 20000)
     s = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
-    return s if len(s) <= 400 else s[:400] + "…"
+    if len(s) <= 200:
+        return s, None
+    return s[:160] + "…", _cut_chars(s, 20000)
 
 
-def _read_manifest(dataset_dir: Path, warnings: list[str]) -> list[tuple[str, str]] | None:
+def _cut_chars(s: str, n: int) -> str:
+    return s if len(s) <= n else s[:n] + f"… [{len(s) - n:,} more chars]"
+
+
+def _read_manifest(dataset_dir: Path, warnings: list[str]) -> list[tuple[str, str, str | None]] | None:
     p = dataset_dir / MANIFEST
     if not p.is_file():
         return None
@@ -466,7 +497,7 @@ def _read_manifest(dataset_dir: Path, warnings: list[str]) -> list[tuple[str, st
 # -------------------------------------------------------------------------------------- sections
 
 def _utterance_section(t: _Table, max_samples: int) -> tuple[dict, list[dict], float | None]:
-    section = {"id": "utterances", "title": "Utterances", "plots": [], "notes": []}
+    section = {"id": "utterances", "title": "Utterances", "plots": [], "notes": [], "message": None}
     if not t.rows:
         return section, [], None
     cols = [c for c in t.scalar_columns() if _plot_candidate(c) or c in ("start_s", "end_s")]
@@ -483,7 +514,7 @@ def _utterance_section(t: _Table, max_samples: int) -> tuple[dict, list[dict], f
         nulls = int(np.isnan(dur).sum())
         p = _hist_plot("utterances.duration_s", dur, nulls, "Duration", "s", _PALETTE[0], _doc(t, "duration_s"))
         if p:
-            p["caption"] += f" · total {hours:,.2f} h"
+            p["caption"] += f" · total {hours:,.2f} h" if hours >= 0.1 else f" · total {hours * 60:,.2g} min"
             section["plots"].append(p)
     if "wer" in data.column_names:
         wer = data.column("wer")
@@ -493,18 +524,19 @@ def _utterance_section(t: _Table, max_samples: int) -> tuple[dict, list[dict], f
             if p:
                 section["plots"].append(p)
         else:
-            section["notes"].append("wer: all null (no reference transcripts)")
+            section["notes"].append(("all null", "wer (no reference transcripts)"))
     plots, notes = _generic_plots(t, data, {"duration_s", "wer"}, color_offset=1)
     section["plots"] += plots
     section["notes"] += notes
 
     samples = []
     if max_samples > 0:
-        idx = _pick({"all": list(range(t.rows))}, max_samples)
+        idx = _pick({"all": np.arange(t.rows)}, max_samples)
         want = [c for c in t.schema.names if c == "audio" or _is_scalar(t.schema.field(c).type)]
         for row in _take_rows(t, idx, want):
             meta = [(k, _cut(_fmt(v))) for k, v in row.items()
-                    if v is not None and k not in ("id", "audio", "asr_text", "reference_text", "asr_segments_json")]
+                    if v is not None and k not in ("id", "audio", "asr_text", "reference_text", "asr_segments_json",
+                                                   "duration_s", "wer")]
             samples.append({"id": row.get("id"), "audio": _audio(row.get("audio")), "asr_text": _cut(row.get("asr_text")),
                             "reference_text": _cut(row.get("reference_text")), "wer": _fmt(row.get("wer")),
                             "duration": _fmt(row.get("duration_s")), "meta": meta})
@@ -515,7 +547,7 @@ _INSTRUCTION_MAIN = ("id", "task", "audio", "prompt", "response", "seed_descript
 
 
 def _instruction_section(t: _Table, max_samples: int) -> tuple[dict, list[dict]]:
-    section = {"id": "instructions", "title": "Instructions", "plots": [], "notes": []}
+    section = {"id": "instructions", "title": "Instructions", "plots": [], "notes": [], "message": None}
     if not t.rows:
         return section, []
     cols = [c for c in t.scalar_columns() if _plot_candidate(c) or c == "response"]
@@ -524,6 +556,10 @@ def _instruction_section(t: _Table, max_samples: int) -> tuple[dict, list[dict]]
              else pa.chunked_array([pa.nulls(len(data), pa.string())]))
     tasks = pc.fill_null(tasks, "(none)")
     vals, counts, _ = _value_counts(tasks)
+    enc = pc.dictionary_encode(tasks.combine_chunks())
+    task_names = [str(v) for v in enc.dictionary.to_pylist()]
+    codes = enc.indices.to_numpy(zero_copy_only=False)
+    rows_of = {name: np.flatnonzero(codes == i) for i, name in enumerate(task_names)}
     color_of = {v: _PALETTE[i % len(_PALETTE)] for i, v in enumerate(sorted(vals))}
     if "task" in data.column_names:
         section["plots"].append(_bar_plot("instructions.task", vals, counts, "Instructions per task",
@@ -531,11 +567,11 @@ def _instruction_section(t: _Table, max_samples: int) -> tuple[dict, list[dict]]
     if "response" in data.column_names:
         words = pc.list_value_length(pc.utf8_split_whitespace(data.column("response").cast(pa.string())))
         wn = _numeric(words)
-        tn = np.array(tasks.to_pylist(), dtype=object)
-        groups = [(v, wn[(tn == v) & np.isfinite(wn)]) for v in sorted(vals)]
+        groups = [(v, wn[rows_of[v]]) for v in sorted(vals)]
+        groups = [(v, w[np.isfinite(w)]) for v, w in groups]
         groups = [(v, w) for v, w in groups if w.size]
         if groups:
-            fig, ax = _figure(5.6, max(2.0, 1.0 + 0.45 * len(groups)))
+            fig, ax = _figure(4.6, max(1.6, 0.9 + 0.42 * len(groups)))
             kw = dict(patch_artist=True, widths=0.6, medianprops={"color": "#222222"},
                       flierprops={"markersize": 3, "alpha": 0.5})
             try:  # matplotlib >= 3.10
@@ -557,12 +593,9 @@ def _instruction_section(t: _Table, max_samples: int) -> tuple[dict, list[dict]]
 
     samples = []
     if max_samples > 0:
-        by_task: dict[str, list[int]] = defaultdict(list)
-        for i, v in enumerate(tasks.to_pylist()):
-            by_task[v].append(i)
-        idx = _pick(by_task, max_samples)
+        idx = _pick(rows_of, max_samples)
         want = [c for c in t.schema.names
-                if c in _INSTRUCTION_MAIN or (_is_scalar(t.schema.field(c).type) and not c.endswith("_json"))]
+                if (c in _INSTRUCTION_MAIN and c != "messages") or (_is_scalar(t.schema.field(c).type) and not c.endswith("_json"))]
         for row in _take_rows(t, idx, want):
             meta = [(k, _cut(_fmt(v))) for k, v in row.items() if v is not None and k not in _INSTRUCTION_MAIN]
             samples.append({"id": row.get("id"), "task": row.get("task"), "audio": _audio(row.get("audio")),
@@ -577,43 +610,54 @@ _REJECT_COLUMNS = ("id", "stage", "reason", "detail", "source_path")
 
 
 def _reject_section(t: _Table) -> tuple[dict, dict | None]:
-    section = {"id": "rejects", "title": "Rejects", "plots": [], "notes": []}
+    section = {"id": "rejects", "title": "Rejects", "plots": [], "notes": [], "message": None}
+    reasons: list[tuple[str, str, str, int]] = []  # (stage, reason, "stage:reason", count)
     if not t.present:
-        section["notes"].append("no rejects table in this run")
+        section["message"] = "No rejects table in this run."
         return section, None
     if not t.rows:
-        return section, {"columns": list(_REJECT_COLUMNS), "rows": [], "total": 0}
+        return section, {"columns": list(_REJECT_COLUMNS), "rows": [], "total": 0, "reasons": reasons}
     cols = [c for c in t.scalar_columns() if _plot_candidate(c) or c in _REJECT_COLUMNS]
     data = _read_columns(t, cols)
     stage = pc.fill_null(data.column("stage").cast(pa.string()), "?") if "stage" in data.column_names else None
     reason = pc.fill_null(data.column("reason").cast(pa.string()), "?") if "reason" in data.column_names else None
     if stage is not None or reason is not None:
         n = len(data)
-        s_list = stage.to_pylist() if stage is not None else ["?"] * n
-        r_list = reason.to_pylist() if reason is not None else ["?"] * n
-        counts: dict[tuple[str, str], int] = defaultdict(int)
-        for s, r in zip(s_list, r_list):
-            counts[(s, r)] += 1
+        unknown = pa.chunked_array([pa.array(["?"] * n, pa.string())])
+        grouped = pa.table({"s": stage if stage is not None else unknown,
+                            "r": reason if reason is not None else unknown}).group_by(["s", "r"]).aggregate([([], "count_all")])
+        counts: dict[tuple[str, str], int] = {
+            (s, r): c for s, r, c in zip(*(grouped.column(x).to_pylist() for x in ("s", "r", "count_all")))}
         stage_total: dict[str, int] = defaultdict(int)
         for (s, _), c in counts.items():
             stage_total[s] += c
         keys = sorted(counts, key=lambda k: (-stage_total[k[0]], k[0], -counts[k], k[1]))
         stage_color = {s: _PALETTE[i % len(_PALETTE)] for i, s in enumerate(sorted(stage_total, key=lambda s: -stage_total[s]))}
+        reasons = [(s, r, f"{s}:{r}", counts[(s, r)]) for s, r in keys]
         cap = " · ".join(f"{s}: {c:,}" for s, c in sorted(stage_total.items(), key=lambda x: -x[1]))
         section["plots"].append(_bar_plot(
             "rejects.stage_reason", [f"{s}:{r}" for s, r in keys], [counts[k] for k in keys],
             "Reject reasons by stage", [stage_color[s] for s, _ in keys],
-            caption=f"{n:,} rejects · {cap}", legend=stage_color if len(stage_color) > 1 else None))
+            caption=f"{n:,} reject{'s' if n != 1 else ''} · {cap}", legend=stage_color if len(stage_color) > 1 else None))
     plots, notes = _generic_plots(t, data, {"stage", "reason"}, color_offset=4)
     section["plots"] += plots
     section["notes"] += notes
     head = data.slice(0, REJECTS_SHOWN)
     shown = [c for c in _REJECT_COLUMNS if c in head.column_names]
     rows = [[_cut(r.get(c)) for c in shown] for r in head.select(shown).to_pylist()]
-    return section, {"columns": shown, "rows": rows, "total": len(data)}
+    return section, {"columns": shown, "rows": rows, "total": len(data), "reasons": reasons}
 
 
 # ---------------------------------------------------------------------------------------- public
+
+def _group_notes(section: dict) -> dict:
+    """[(why, column), ...] -> {why: [columns]} in first-seen order, for one line per reason."""
+    grouped: dict[str, list[str]] = {}
+    for why, col in section.pop("notes"):
+        grouped.setdefault(why, []).append(col)
+    section["skipped"] = grouped
+    return section
+
 
 def _render(**ctx) -> str:
     import jinja2
@@ -641,23 +685,23 @@ def write_report(dataset_dir: Path, out: Path | None = None, *, title: str | Non
     manifest = _read_manifest(dataset_dir, warnings)
 
     style = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8,
-             "ytick.labelsize": 9, "axes.edgecolor": "#888888", "font.family": "DejaVu Sans"}
+             "ytick.labelsize": 8.5, "axes.edgecolor": "#888888", "font.family": "DejaVu Sans"}
     with matplotlib.rc_context(style):
         utt_section, utt_samples, hours = _utterance_section(tables["utterances"], max_samples)
         ins_section, ins_samples = _instruction_section(tables["instructions"], max_samples)
         rej_section, rejects = _reject_section(tables["rejects"])
 
     counts = [{"name": t.name, "present": t.present, "files": len(t.files), "rows": t.rows,
-               "size": f"{t.bytes_on_disk / 1e6:,.1f} MB" if t.present else ""} for t in tables.values()]
+               "size": _size(t.bytes_on_disk) if t.present else ""} for t in tables.values()]
     html = _render(
         title=title or f"speechinstruct report: {dataset_dir.resolve().name}",
         dataset_dir=str(dataset_dir.resolve()),
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         tables=counts,
-        hours=f"{hours:,.2f}" if hours is not None else None,
+        hours=(f"{hours:,.2f}" if hours >= 0.1 else f"{hours:.2g}") if hours is not None else None,
         manifest=manifest,
         warnings=warnings,
-        sections=[utt_section, ins_section, rej_section],
+        sections=[_group_notes(s) for s in (utt_section, ins_section, rej_section)],
         rejects=rejects,
         rejects_shown=REJECTS_SHOWN,
         instruction_samples=ins_samples,

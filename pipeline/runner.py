@@ -158,7 +158,7 @@ def _worker(stage: str, profile_json: str):
     if stage == "tts":
         from .tts_stage import Synthesize
 
-        return Synthesize(p.tts, p.dataset, p.seed)
+        return Synthesize(p.tts, p.dataset, p.seed, p.language)
     raise ValueError(stage)
 
 

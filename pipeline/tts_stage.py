@@ -15,16 +15,16 @@ DEFAULT_PROMPT = "Respond to the spoken instruction."
 class Synthesize:
     name = "tts"
 
-    def __init__(self, cfg: TTSConfig, dataset: str, seed: int):
+    def __init__(self, cfg: TTSConfig, dataset: str, seed: int, language: str = "en"):
         from .tts import load_tts
 
-        self.cfg, self.dataset, self.seed = cfg, dataset, seed
-        self.backend = load_tts(cfg)
+        self.cfg, self.dataset, self.seed, self.language = cfg, dataset, seed, language
+        self.backend = load_tts(cfg, language)
         self.voices = self.backend.voices()
 
     def process(self, texts: list[dict]) -> tuple[list[dict], list[dict]]:
         from .textcorpus import TextInstruction, Unspeakable, normalize_for_speech, speech_text
-        from .tts import TTSError, loudness_normalize
+        from .tts import TTSError, loudness_normalize, pitch_shift
 
         rows, rejects = [], []
         for rec in texts:
@@ -32,7 +32,7 @@ class Synthesize:
             rid = f"{r.id}-tts_instruction-0"
             base = {"id": rid, "stage": "tts", "source_path": r.source}
             try:
-                text = normalize_for_speech(speech_text(r, self.cfg.speak))
+                text = normalize_for_speech(speech_text(r, self.cfg.speak), self.language, self.cfg.max_chars)
             except Unspeakable as e:
                 rejects.append({**base, "reason": f"unspeakable_{e.reason}", "detail": str(e), "raw": speech_text(r, self.cfg.speak)})
                 continue
@@ -42,9 +42,13 @@ class Synthesize:
             rng = random.Random(stable_seed(self.seed, r.id))
             voice = rng.choice(self.voices)
             length_scale = rng.choice(self.cfg.length_scales)
+            semitones = rng.choice(self.cfg.pitch_shifts)
             try:
                 audio, sr = self.backend.synthesize(text, voice, length_scale)
-                audio = loudness_normalize(resample(audio, sr, SAMPLE_RATE), SAMPLE_RATE)
+                audio = resample(audio, sr, SAMPLE_RATE)
+                if semitones:
+                    audio = pitch_shift(audio, SAMPLE_RATE, semitones)
+                audio = loudness_normalize(audio, SAMPLE_RATE, self.cfg.target_lufs)
             except TTSError as e:
                 rejects.append({**base, "reason": "tts_failed", "detail": str(e), "raw": text})
                 continue
@@ -55,7 +59,8 @@ class Synthesize:
                 "seed_description": None, "prompt": prompt, "response": r.output.strip(),
                 "messages": messages(prompt, r.output.strip()), "text_source": "corpus",
                 "engine": self.backend.name, "model_id": voice, "voice": voice,
-                "tts_settings_json": json.dumps({"length_scale": length_scale, "spoken_text": text, "speak": self.cfg.speak}),
+                "tts_settings_json": json.dumps({"length_scale": length_scale, "pitch_shift_semitones": semitones,
+                                                "target_lufs": self.cfg.target_lufs, "spoken_text": text, "speak": self.cfg.speak}),
                 "seed": stable_seed(self.seed, r.id),
             })
         return rows, rejects

@@ -112,3 +112,19 @@ def tone(f0: float, dur: float = 2.0, harmonics: int = 1, amp: float = 0.3) -> n
     y = sum((1.0 / k) * np.sin(2 * np.pi * k * f0 * t) for k in range(1, harmonics + 1) if k * f0 < SR / 2)
     y = y / np.max(np.abs(y)) * amp
     return y.astype(np.float32)
+
+
+def speech_set(voices: list[str] | None = None, n_sentences: int = len(SENTENCES), trim_silence: bool = True):
+    """[(voice, gender, sentence_index, audio16k)] for espeak voices and/or ``"piper"``.
+
+    Gender truth: the Piper voice and the espeak ``en-us`` / ``+mN`` variants are male, the espeak
+    female variants (ESPEAK_FEMALE) are female.
+    """
+    voices = voices if voices is not None else ["piper", *ESPEAK_MALE, *ESPEAK_FEMALE]
+    out = []
+    for v in voices:
+        gender = "female" if v in ESPEAK_FEMALE else "male"
+        for i, s in enumerate(SENTENCES[:n_sentences]):
+            a = piper(s) if v == "piper" else espeak(s, v)
+            out.append((v, gender, i, trim(a) if trim_silence else a))
+    return out

@@ -1,0 +1,212 @@
+"""Accuracy and speed of pipeline.metadata on synthetic known-truth audio.
+
+    python bench/bench_metadata.py                 # all voices x 6 sentences (~1 min on 2 cores)
+    python bench/bench_metadata.py --sentences 2   # quicker
+    python bench/bench_metadata.py --pyin          # also time/score the librosa.pyin backend
+
+Truth: white Gaussian noise mixed at a known SNR (speech power over the speech-active 20 ms frames,
+after trimming TTS padding); pure and harmonic tones at known F0; BS.1770 value of a 1 kHz sine
+(0 dBFS-peak sine = -3.01 LUFS); speaker gender of the synthetic voices (Piper joe and espeak
+en-us/+mN are male, espeak +fN and the named female variants are female).
+Speed is measured single-threaded (OMP/BLAS threads = 1): CPU-seconds of one process (x realtime on one
+core) and wall-clock throughput of one and of two worker processes (the machine has 2 cores).
+"""
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import argparse  # noqa: E402
+import multiprocessing as mp  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections import defaultdict  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline.config import MetadataConfig  # noqa: E402
+from pipeline.metadata import MetadataEstimator, integrated_loudness, wada_snr  # noqa: E402
+from tests.fixtures_metadata import synth as S  # noqa: E402
+
+SR = S.SR
+SNRS = (0, 5, 10, 15, 20)
+
+
+def family(voice: str) -> str:
+    if voice == "piper":
+        return "piper-joe (male)"
+    return "espeak female" if voice in S.ESPEAK_FEMALE else "espeak male"
+
+
+def bench_snr(clips) -> None:
+    print("\n== SNR (WADA) : estimate - truth, white noise, truth on speech-active frames ==")
+    print(f"{'family':18s} {'clean read':>10s} " + " ".join(f"{'@' + str(s) + 'dB bias/MAE/max':>20s}" for s in SNRS))
+    errs = defaultdict(lambda: defaultdict(list))
+    clean = defaultdict(list)
+    for n, (v, _, i, a) in enumerate(clips):
+        fam = family(v)
+        clean[fam].append(wada_snr(a))
+        for s in SNRS:
+            y = S.add_white_noise(a, s, seed=1000 + n)
+            e = wada_snr(y) - s
+            errs[fam][s].append(e)
+            errs["ALL"][s].append(e)
+    for fam in [*sorted(clean), "ALL"]:
+        c = f"{np.median(clean[fam]):10.1f}" if fam in clean else " " * 10
+        cells = []
+        for s in SNRS:
+            e = np.asarray(errs[fam][s])
+            cells.append(f"{e.mean():+6.1f}/{np.abs(e).mean():4.1f}/{np.abs(e).max():4.1f}".rjust(20))
+        print(f"{fam:18s} {c} " + " ".join(cells))
+    print("('clean read' = median WADA estimate of the un-noised TTS: espeak female variants carry synthetic"
+          " breath noise, so their true SNR after mixing is below the nominal value)")
+    e_all = np.concatenate([np.asarray(errs["ALL"][s]) for s in (5, 10, 20)])
+    print(f"SNR mean abs error over all clips at 5/10/20 dB: {np.abs(e_all).mean():.2f} dB")
+
+
+def bench_pitch(est: MetadataEstimator, clips, pyin: bool) -> None:
+    from pipeline.metadata import pitch_pyin, pitch_yin
+
+    fmin, fmax = est.cfg.pitch_fmin, est.cfg.pitch_fmax
+    print("\n== Pitch: tones at known F0 (2 s; sine / 8-harmonic complex; clean and +10 dB white noise) ==")
+    backends = [("yin", pitch_yin)] + ([("pyin", pitch_pyin)] if pyin else [])
+    for name, fn in backends:
+        errs = []
+        for f0 in (65, 80, 100, 150, 220, 300, 380):
+            for h in (1, 8):
+                for snr in (None, 10):
+                    x = S.tone(f0, 2.0, h)
+                    if snr is not None:
+                        x = S.add_white_noise(x, snr, seed=f0 + h, active_only=False)
+                    f = fn(x, SR, fmin, fmax)
+                    errs.append(abs(np.mean(f) - f0) / f0 * 100 if f.size else np.inf)
+        errs = np.asarray(errs)
+        print(f"  {name:5s}: mean |error| {errs.mean():.3f} %, max {errs.max():.3f} % over {errs.size} tones")
+
+    print("\n== Pitch on speech (no truth for TTS contours: voice means, YIN vs pyin agreement, noise robustness) ==")
+    means = defaultdict(list)
+    yin_f, pyin_f, noisy_f = [], [], []
+    for n, (v, _, _, a) in enumerate(clips):
+        f = pitch_yin(a, SR, fmin, fmax)
+        means[family(v)].append(np.mean(f))
+        yin_f.append((np.mean(f), np.std(f)))
+        g = pitch_yin(S.add_white_noise(a, 10, seed=n), SR, fmin, fmax)
+        noisy_f.append((np.mean(g), np.std(g)) if g.size else (np.nan, np.nan))
+        if pyin:
+            p = pitch_pyin(a, SR, fmin, fmax)
+            pyin_f.append((np.mean(p), np.std(p)))
+    for fam, m in sorted(means.items()):
+        print(f"  {fam:18s} mean F0 over clips: median {np.median(m):6.1f} Hz, range {np.min(m):6.1f}..{np.max(m):6.1f}")
+    y = np.asarray(yin_f)
+    nz = np.asarray(noisy_f)
+    d = (nz[:, 0] - y[:, 0]) / y[:, 0] * 100
+    print(f"  YIN mean F0, +10 dB white noise vs clean: mean |diff| {np.nanmean(np.abs(d)):.2f} %, "
+          f"max {np.nanmax(np.abs(d)):.2f} %, no-pitch {int(np.isnan(d).sum())}/{d.size}")
+    if pyin:
+        p = np.asarray(pyin_f)
+        d = (y[:, 0] - p[:, 0]) / p[:, 0] * 100
+        ds = y[:, 1] - p[:, 1]
+        print(f"  YIN vs pyin mean F0: mean |diff| {np.abs(d).mean():.2f} %, max {np.abs(d).max():.2f} %;"
+              f" std F0 diff: mean {ds.mean():+.2f} Hz, mean |diff| {np.abs(ds).mean():.2f} Hz")
+
+
+def bench_gender(est: MetadataEstimator, clips) -> None:
+    print("\n== Gender (voice2gender): accuracy per voice, clean and with white noise ==")
+    conds = [None, 10, 5, 0]
+    per_voice = defaultdict(lambda: defaultdict(list))
+    for n, (v, g, _, a) in enumerate(clips):
+        for c in conds:
+            x = a if c is None else S.add_white_noise(a, c, seed=2000 + n)
+            r = est.estimate_batch([x], SR)[0]
+            per_voice[v][c].append(r["gender"] == g)
+    hdr = " ".join(f"{('clean' if c is None else f'{c}dB'):>7s}" for c in conds)
+    print(f"  {'voice':16s} {hdr}")
+    tot = defaultdict(list)
+    for v, d in per_voice.items():
+        print(f"  {v:16s} " + " ".join(f"{sum(d[c])}/{len(d[c])}".rjust(7) for c in conds))
+        for c in conds:
+            tot[(family(v), c)] += d[c]
+            tot[("ALL", c)] += d[c]
+    for fam in ["piper-joe (male)", "espeak male", "espeak female", "ALL"]:
+        print(f"  {fam:16s} " + " ".join(f"{100 * np.mean(tot[(fam, c)]):6.1f}%" for c in conds))
+
+
+def bench_loudness() -> None:
+    print("\n== Loudness (pyloudnorm BS.1770): 1 kHz sine, expected -3.01 + 20 log10(peak) LUFS ==")
+    t = np.arange(int(3 * SR)) / SR
+    for peak in (1.0, 0.5, 0.1):
+        x = peak * np.sin(2 * np.pi * 1000 * t)
+        exp = -3.0103 + 20 * np.log10(peak)
+        got = integrated_loudness(x, SR)
+        short = integrated_loudness(x[: int(0.2 * SR)], SR)
+        print(f"  peak {peak:4.2f}: expected {exp:7.2f}, got {got:7.2f} (0.2 s clip: {short:7.2f})")
+
+
+def _worker(args):
+    audios, backend = args
+    est = MetadataEstimator(MetadataConfig(pitch_backend=backend))
+    est.estimate_batch(audios[:1], SR)  # warm-up
+    t = time.perf_counter()
+    est.estimate_batch(audios, SR)
+    return time.perf_counter() - t
+
+
+def bench_speed(est: MetadataEstimator, clips, pyin: bool) -> None:
+    audios = [a for *_, a in clips]
+    dur = sum(a.size for a in audios) / SR
+    print(f"\n== Speed: {len(audios)} utterances, {dur:.0f} s of 16 kHz audio "
+          f"(mean {dur / len(audios):.1f} s), single-threaded ==")
+    parts = [("loudness", lambda a: est._loudness(a, SR)), ("snr", lambda a: est._snr(a, SR)),
+             ("pitch-yin", lambda a: est._pitch_stats(a, SR)), ("gender features", lambda a: est._gender_features(a, SR))]
+    for name, fn in parts:
+        c = time.process_time()
+        for a in audios:
+            try:
+                fn(a)
+            except ValueError:
+                pass
+        cpu = time.process_time() - c
+        print(f"  {name:16s} {dur / cpu:8.0f}x realtime (CPU time, one core)")
+    c, t = time.process_time(), time.perf_counter()
+    est.estimate_batch(audios, SR)
+    cpu, wall = time.process_time() - c, time.perf_counter() - t
+    print(f"  estimate_batch   {dur / cpu:8.0f}x realtime, {len(audios) / cpu:6.1f} utt/s per core (CPU time); "
+          f"wall {dur / wall:.0f}x realtime")
+    backends = ["yin"] + (["pyin"] if pyin else [])
+    ctx = mp.get_context("spawn")
+    for backend in backends:
+        with ctx.Pool(2) as pool:
+            halves = [audios[0::2], audios[1::2]]
+            t = time.perf_counter()
+            walls = pool.map(_worker, [(h, backend) for h in halves])
+            span = max(walls)
+        print(f"  2 workers ({backend:4s}): {dur / span:6.0f}x realtime, {len(audios) / span:6.1f} utt/s wall "
+              f"(per worker {', '.join(f'{w:.2f}s' for w in walls)})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sentences", type=int, default=len(S.SENTENCES))
+    ap.add_argument("--pyin", action="store_true", help="also evaluate the librosa.pyin backend (slow)")
+    args = ap.parse_args()
+    t = time.perf_counter()
+    clips = S.speech_set(n_sentences=args.sentences)
+    print(f"synthesised {len(clips)} clips ({len({c[0] for c in clips})} voices) in {time.perf_counter() - t:.1f} s")
+    t = time.perf_counter()
+    est = MetadataEstimator(MetadataConfig())
+    print(f"MetadataEstimator() in {time.perf_counter() - t:.1f} s")
+    bench_snr(clips)
+    bench_pitch(est, clips, args.pyin)
+    bench_gender(est, clips)
+    bench_loudness()
+    bench_speed(est, clips, args.pyin)
+
+
+if __name__ == "__main__":
+    main()

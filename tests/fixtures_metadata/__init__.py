@@ -1,0 +1,1 @@
+"""Run-time synthesised known-truth audio for the metadata tests and benchmark."""
