@@ -28,9 +28,11 @@ def _ffmpeg_decode(path: Path, sample_rate: int) -> np.ndarray:
         ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "1", "-ar", str(sample_rate), "-"],
         capture_output=True, timeout=600,
     )
+    msg = proc.stderr.decode(errors="replace").strip().splitlines()
     if proc.returncode != 0:
-        msg = proc.stderr.decode(errors="replace").strip().splitlines()
         raise AudioError("corrupt", f"ffmpeg cannot decode {path.name}: {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
+    if msg:  # ffmpeg decodes what it can of a damaged file and exits 0: a partial clip is not kept
+        raise AudioError("corrupt", f"{path.name} is damaged (ffmpeg: {msg[0][:200]}; {len(msg)} error line(s))")
     return np.frombuffer(proc.stdout, dtype=np.float32).copy()
 
 

@@ -33,7 +33,7 @@ def _concat(table: str, paths: list[Path]) -> pa.Table:
 
 
 def export(run: Run) -> dict:
-    """Write the final shards (one per work shard; skipped when present), then manifest and card."""
+    """Write the final shards (one per work shard with rows; skipped when present), then manifest and card."""
     n, m = run.plan.n_shards, run.plan.n_tts_shards
     jobs: list[tuple[str, int, list[Path]]] = []
     for k in range(n):
@@ -56,7 +56,8 @@ def export(run: Run) -> dict:
             if missing:
                 raise RuntimeError(f"cannot export {table} shard {k}: stage output {missing[0]} is missing (run the stages first)")
             t = _concat(table, inputs)
-        store.write_atomic(t, out)
+        if t.num_rows:  # no empty shards: readers (datasets) choke on 0-row Parquet files
+            store.write_atomic(t, out)
     check_accounting(run)
     manifest = write_manifest(run)
     write_card(run, manifest)

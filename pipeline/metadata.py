@@ -136,11 +136,12 @@ def wada_snr(audio: np.ndarray) -> float:
 # Pitch
 # --------------------------------------------------------------------------------------------------
 YIN_HOP_S = 0.010
-YIN_THRESHOLD = 0.15  # first dip of the normalised difference below this is taken as the period
+YIN_THRESHOLD = 0.15  # the first dip of the normalised difference below this is taken as the period
+YIN_FALLBACK_MARGIN = 0.1  # frames with no dip below it: first dip within this of the frame's minimum
 YIN_VOICED_MAX = 0.25  # a frame is voiced only if its aperiodicity (dip value) is below this ...
 YIN_REL_DB = -35.0  # ... and its energy is within 35 dB of the loudest frame ...
 YIN_ABS_DBFS = -70.0  # ... and above -70 dBFS
-OCTAVE_JUMP_WINDOW = 9  # voiced frames in the running median
+OCTAVE_JUMP_WINDOW = 25  # voiced frames (10 ms each) in the running median
 OCTAVE_JUMP_MAX = 0.5  # octaves from the running median beyond which a frame is dropped
 MIN_VOICED_FRAMES = 5
 
@@ -149,7 +150,7 @@ def yin_track(x: np.ndarray, sr: int, fmin: float, fmax: float) -> tuple[np.ndar
     """Frame-wise F0 (Hz) and voiced flags with YIN, vectorised over frames (10 ms hop).
 
     Difference function via FFT cross-correlation and cumulative energies; cumulative-mean
-    normalisation; absolute threshold with first local minimum; parabolic interpolation.
+    normalisation; absolute threshold (minimum of the first dip below it); parabolic interpolation.
     """
     x = np.asarray(x, dtype=np.float64)
     tau_min = max(2, int(np.floor(sr / fmax)))
@@ -172,10 +173,15 @@ def yin_track(x: np.ndarray, sr: int, fmin: float, fmax: float) -> tuple[np.ndar
     tau = np.arange(1, tau_max + 1, dtype=np.float64)
     cmnd = np.where(cs > 1e-12, d[:, 1:] * tau / np.maximum(cs, 1e-300), 1.0)  # cmnd[:, k] is lag k+1
     seg = cmnd[:, tau_min - 1: tau_max]  # lags tau_min..tau_max
-    is_min = np.zeros(seg.shape, dtype=bool)
-    is_min[:, 1:-1] = (seg[:, 1:-1] <= seg[:, :-2]) & (seg[:, 1:-1] <= seg[:, 2:])
-    cand = is_min & (seg < YIN_THRESHOLD)
-    k = np.where(cand.any(axis=1), np.argmax(cand, axis=1), np.argmin(seg, axis=1))
+    # the period is the minimum of the first dip below the threshold; a frame without such a dip
+    # (noisy: white noise lifts every dip by ~1/(1+SNR)) uses gmin + YIN_FALLBACK_MARGIN instead of
+    # the global minimum, which lands on a random multiple of the period when the dips are equal
+    gmin = seg.min(axis=1, keepdims=True)
+    below = seg < YIN_THRESHOLD
+    start = np.argmax(below, axis=1)  # every row has at least its global minimum below
+    after = np.arange(seg.shape[1])[None, :] >= start[:, None]
+    first_dip = after & below & (np.cumsum(after & ~below, axis=1) == 0)
+    k = np.argmin(np.where(first_dip, seg, np.inf), axis=1)
     rows = np.arange(n_frames)
     dip = seg[rows, k]
     km = np.clip(k, 1, seg.shape[1] - 2)

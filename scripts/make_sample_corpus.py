@@ -386,7 +386,7 @@ def build(out: Path, skip_human: bool, cache: Path) -> list[Item]:
     full.write_bytes(data[: len(data) // 2])
     emit("truncated.flac", None, SR, None, "piper-joe", source="piper", gender="male", voice="en_US-joe-medium",
          original_text=SENTENCES["s09"], truncated_bytes=f"{len(data) // 2}/{len(data)}",
-         expect="kept as a partial decode: soundfile fails, ffmpeg decodes about the first 1.8 s (see README)")
+         expect="rejected: corrupt (ingest; damaged FLAC, see README)")
     (audio_dir / "notes.txt").write_text("Recording notes: session 2, room B, laptop microphone. Not an audio file.\n")
     emit("notes.txt", None, SR, None, None, expect="rejected: not_audio (ingest)")
 
@@ -431,7 +431,7 @@ def check(out: Path, items: list[Item]) -> bool:
         except Exception:
             sfr = "fail"
         exp = it.labels["expect"]
-        good = exp.startswith("kept") and not it.file.startswith("truncated")
+        good = exp.startswith("kept")
         bad = (good and ff != "ok") or (not good and it.file in {"empty.wav", "corrupt.mp3"} and ff == "ok")
         ok &= not bad
         print(f"{'!!' if bad else '  '} {it.file:34s} ffmpeg={ff:6s} soundfile={sfr:8s} expect={exp}")
