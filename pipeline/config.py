@@ -39,7 +39,7 @@ class MetadataConfig(_M):
     gender_backend: Literal["voice2gender"] = "voice2gender"
     pitch_fmin: float = 60.0
     pitch_fmax: float = 400.0
-    # yin: vectorised YIN + voicing decision (~300x realtime); pyin: librosa.pyin (~20x realtime)
+    # yin: vectorised YIN + voicing decision (300-600x realtime per core); pyin: librosa.pyin (~20x)
     pitch_backend: Literal["yin", "pyin"] = "yin"
 
 

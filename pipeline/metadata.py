@@ -15,7 +15,7 @@ snr_db / snr_source  WADA-SNR (Kim & Stern, Interspeech 2008): blind SNR from th
 pitch_mean_hz /      mean and standard deviation of F0 over voiced frames. Default backend
 pitch_std_hz /       ``yin``: vectorised YIN (de Cheveigne & Kawahara 2002) with a voicing
 pitch_source         decision (aperiodicity + energy gates) and removal of isolated octave jumps;
-                     optional backend ``pyin`` (librosa.pyin, ~15x slower, HMM-smoothed).
+                     optional backend ``pyin`` (librosa.pyin, HMM-smoothed, ~20x slower).
 gender /             voice2gender (XGBoost on 20 seewave-style acoustic features): label
 gender_score /       ``male``/``female``, score = probability of that label.
 gender_source
@@ -49,7 +49,7 @@ SNR_SOURCE = "wada-snr"
 # --------------------------------------------------------------------------------------------------
 WADA_ALPHA = 0.4  # shape of the gamma distribution of clean-speech amplitudes (Kim & Stern 2008)
 WADA_DB = np.arange(-20, 101, dtype=np.float64)  # table support, as in the paper's reference code
-_SNR_MIN_SAMPLES_S = 0.1  # fewer samples than this => no SNR (the statistic is too noisy)
+_SNR_MIN_S = 0.1  # fewer samples than this => no SNR (the statistic is too noisy)
 
 
 def _gauss_elog_abs(x: np.ndarray) -> np.ndarray:
@@ -177,7 +177,7 @@ def yin_track(x: np.ndarray, sr: int, fmin: float, fmax: float) -> tuple[np.ndar
     # (noisy: white noise lifts every dip by ~1/(1+SNR)) uses gmin + YIN_FALLBACK_MARGIN instead of
     # the global minimum, which lands on a random multiple of the period when the dips are equal
     gmin = seg.min(axis=1, keepdims=True)
-    below = seg < YIN_THRESHOLD
+    below = seg < np.where(gmin < YIN_THRESHOLD, YIN_THRESHOLD, gmin + YIN_FALLBACK_MARGIN)
     start = np.argmax(below, axis=1)  # every row has at least its global minimum below
     after = np.arange(seg.shape[1])[None, :] >= start[:, None]
     first_dip = after & below & (np.cumsum(after & ~below, axis=1) == 0)
@@ -315,8 +315,8 @@ class MetadataEstimator:
         return {"loudness_lufs": integrated_loudness(x, sr, self._meters[sr])}
 
     def _snr(self, x: np.ndarray, sr: int) -> dict:
-        if x.size < _SNR_MIN_SAMPLES_S * sr:
-            raise ValueError(f"too short for SNR ({x.size / sr:.3f} s < {_SNR_MIN_SAMPLES_S} s)")
+        if x.size < _SNR_MIN_S * sr:
+            raise ValueError(f"too short for SNR ({x.size / sr:.3f} s < {_SNR_MIN_S} s)")
         return {"snr_db": wada_snr(x), "snr_source": SNR_SOURCE}
 
     def _pitch_stats(self, x: np.ndarray, sr: int) -> dict:
