@@ -38,9 +38,9 @@ $(WHEELS)/.llama-cpp-python-$(LLAMA_CPP_VERSION):
 $(VENV)/bin/python:
 	$(PY_SYS) -m venv $(VENV)
 
-$(VENV)/.installed: $(VENV)/bin/python requirements/base.txt requirements/nodeps.txt pyproject.toml | $(WHEELS)/.llama-cpp-python-$(LLAMA_CPP_VERSION)
+$(VENV)/.installed: $(VENV)/bin/python requirements/base.txt requirements/constraints.txt requirements/nodeps.txt pyproject.toml | $(WHEELS)/.llama-cpp-python-$(LLAMA_CPP_VERSION)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -r requirements/base.txt
+	$(PIP) install -q -r requirements/base.txt -c requirements/constraints.txt
 	$(PIP) install -q --no-deps -r requirements/nodeps.txt
 	$(PIP) install -q --no-deps --no-index --find-links $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
 	$(PIP) install -q --no-deps -e .
