@@ -87,6 +87,7 @@ class TTSConfig(_M):
     coqui_model: str = "tts_models/multilingual/multi-dataset/xtts_v2"  # needs `pip install coqui-tts==0.28.0`
     coqui_language: str | None = None  # None => the profile language
     device: str = "cpu"  # piper (onnxruntime CUDA) and coqui: "cuda" on GPU
+    gate_max_wer: float | None = 0.25  # round trip through the ASR stage; above => rejected (None: no gate)
 
 
 class Profile(_M):

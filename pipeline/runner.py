@@ -158,7 +158,8 @@ def _worker(stage: str, profile_json: str):
     if stage == "tts":
         from .tts_stage import Synthesize
 
-        return Synthesize(p.tts, p.dataset, p.seed, p.language)
+        return Synthesize(p.tts, p.dataset, p.seed, p.language,
+                          asr=_worker("asr", profile_json) if p.tts.gate_max_wer is not None else None)
     raise ValueError(stage)
 
 

@@ -15,10 +15,11 @@ DEFAULT_PROMPT = "Respond to the spoken instruction."
 class Synthesize:
     name = "tts"
 
-    def __init__(self, cfg: TTSConfig, dataset: str, seed: int, language: str = "en"):
+    def __init__(self, cfg: TTSConfig, dataset: str, seed: int, language: str = "en", asr=None):
+        """``asr``: an ASR backend for the intelligibility gate (required when cfg.gate_max_wer is set)."""
         from .tts import load_tts
 
-        self.cfg, self.dataset, self.seed, self.language = cfg, dataset, seed, language
+        self.cfg, self.dataset, self.seed, self.language, self.asr = cfg, dataset, seed, language, asr
         self.backend = load_tts(cfg, language)
         self.voices = self.backend.voices()
 
@@ -26,7 +27,7 @@ class Synthesize:
         from .textcorpus import TextInstruction, Unspeakable, normalize_for_speech, speech_text
         from .tts import TTSError, loudness_normalize, pitch_shift
 
-        rows, rejects = [], []
+        candidates, rejects = [], []
         for rec in texts:
             r = TextInstruction(**rec)
             rid = f"{r.id}-tts_instruction-0"
@@ -53,7 +54,7 @@ class Synthesize:
                 rejects.append({**base, "reason": "tts_failed", "detail": str(e), "raw": text})
                 continue
             prompt = r.input.strip() if self.cfg.speak == "instruction" and r.input.strip() else DEFAULT_PROMPT
-            rows.append({
+            candidates.append((audio, text, {
                 "id": rid, "utterance_id": None, "task": "tts_instruction", "dataset": f"{self.dataset}/{r.source}",
                 "audio": {"bytes": encode_flac(audio, SAMPLE_RATE), "path": f"{rid}.flac"},
                 "seed_description": None, "prompt": prompt, "response": r.output.strip(),
@@ -62,5 +63,30 @@ class Synthesize:
                 "tts_settings_json": json.dumps({"length_scale": length_scale, "pitch_shift_semitones": semitones,
                                                 "target_lufs": self.cfg.target_lufs, "spoken_text": text, "speak": self.cfg.speak}),
                 "seed": stable_seed(self.seed, r.id),
-            })
+            }))
+        return self.gate(candidates, rejects)
+
+    def gate(self, candidates: list[tuple], rejects: list[dict]) -> tuple[list[dict], list[dict]]:
+        """Transcribe every clip with the ASR stage; reject those whose WER vs the spoken text is too high."""
+        if self.cfg.gate_max_wer is None or not candidates:
+            return [row for _, _, row in candidates], rejects
+        from .textcorpus import Unspeakable, normalize_for_speech
+        from .textnorm import wer
+
+        hyps = self.asr.transcribe_batch([a for a, _, _ in candidates], SAMPLE_RATE, self.language)
+        rows = []
+        for (audio, text, row), hyp in zip(candidates, hyps):
+            try:
+                heard = normalize_for_speech(hyp.text, self.language, 10_000)
+            except Unspeakable:
+                heard = hyp.text
+            w = wer(text, heard)
+            settings = json.loads(row["tts_settings_json"])
+            row["tts_settings_json"] = json.dumps({**settings, "gate_asr_text": hyp.text, "gate_wer": w})
+            if w is None or w > self.cfg.gate_max_wer:
+                rejects.append({"id": row["id"], "stage": "tts", "reason": "gate_wer", "source_path": row["dataset"],
+                                "raw": hyp.text, "detail": f"round-trip WER {w} > {self.cfg.gate_max_wer} "
+                                f"(voice {row['voice']}, spoke {text!r})"})
+            else:
+                rows.append(row)
         return rows, rejects
