@@ -12,12 +12,16 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup system-deps dataset test test-fast bench clean help
+.PHONY: setup system-deps dataset tts train serve test bench clean help
 
 help:
 	@echo "make setup                  system packages, venv, pinned CPU deps, embedded models"
 	@echo "make dataset LANG=<profile> build the dataset (profiles: $(PROFILES))"
+	@echo "make tts LANG=<profile>     speak the profile's text instruction corpus only"
+	@echo "make train LANG=<profile>   train + score a small speech LM on data/<LANG>"
+	@echo "make serve                  local Prefect server + work pool + deployments + worker (loopback)"
 	@echo "make test                   run the tests"
+	@echo "make bench                  benchmarks (bench/*.py)"
 
 setup: system-deps $(VENV)/.installed
 	$(PY) -m pipeline models assemble
@@ -50,19 +54,30 @@ $(VENV)/.installed: $(VENV)/bin/python requirements/base.txt requirements/constr
 $(WHEELS)/.llama-cpp-python-$(LLAMA_CPP_VERSION): | $(VENV)/bin/python
 
 # LANG is also the locale variable (e.g. C.UTF-8): only a LANG given on the command line counts.
-dataset:
+dataset: check-lang
+	$(PY) -m pipeline dataset --lang $(LANG) $(ARGS)
+
+check-lang:
 	@if [ "$(origin LANG)" != "command line" ]; then \
-	  echo "error: say which language profile to build: make dataset LANG=<profile>, one of: $(PROFILES)" >&2; \
+	  echo "error: say which language profile: LANG=<profile>, one of: $(PROFILES)" >&2; \
 	  echo "       (LANG='$(LANG)' from the environment is the locale, not a profile)" >&2; exit 2; fi
 	@if ! echo " $(PROFILES) " | grep -q " $(LANG) "; then \
 	  echo "error: unknown language profile LANG=$(LANG); known profiles: $(PROFILES) (config/profiles/*.yaml)" >&2; exit 2; fi
-	$(PY) -m pipeline dataset --lang $(LANG) $(ARGS)
+
+tts: check-lang
+	$(PY) -m pipeline tts --lang $(LANG) $(ARGS)
+
+train: check-lang
+	$(PY) -m pipeline train --lang $(LANG) $(ARGS)
+
+serve:
+	PY=$(PY) scripts/serve.sh
 
 test:
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench:
-	$(PY) bench/bench_metadata.py
+	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf data build .pytest_cache

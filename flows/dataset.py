@@ -1,58 +1,112 @@
-"""`dataset` parent flow with one subflow per stage; each shard of a stage is one task.
+"""`dataset` parent flow with one subflow per stage; each shard of a stage is one mapped task.
 
-Flows only wire stages: every function here calls pipeline.runner / pipeline.export.
+Flows only wire stages: the work is pipeline.runner.process_shard / pipeline.export.export.
+Shard tasks run on the profile's task runner (thread pool by default, a local or remote Dask
+cluster with ``orchestration.task_runner: dask``); a model is loaded once per worker process.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.tasks import exponential_backoff
 
 from pipeline.config import Profile, load_profile
-from pipeline.export import export
-from pipeline.runner import Run, process_shard
+from pipeline.runner import PREVIOUS, Run, process_shard
+
+STAGE_ORDER = ("ingest", "metadata", "asr", "llm", "tts")
 
 
-@task(name="shard", retries=1, retry_delay_seconds=2, task_run_name="{stage}-{k:05d}")
+def task_runner(profile: Profile):
+    o = profile.orchestration
+    if o.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                              cluster_kwargs={"n_workers": o.workers, "threads_per_worker": 1, "processes": True})
+    return ThreadPoolTaskRunner(max_workers=o.workers)
+
+
+def _fingerprint(path: Path) -> str:
+    st = path.stat()
+    return f"{path.name}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def shard_cache_key(context, parameters) -> str | None:
+    """Prefect cache key: profile digest + stage + shard + fingerprint of the shard's input and output.
+    A shard whose output was deleted gets a new key, so the cache never hides missing files."""
+    profile, stage, k = parameters["profile"], parameters["stage"], parameters["k"]
+    run = Run(profile, parameters["output_dir"], attach=True)
+    out = run.part(stage, k)
+    if not out.exists():
+        return None
+    src = run.part(PREVIOUS[stage], k) if stage in PREVIOUS else None
+    items = [profile.digest(), stage, str(k), str(run.dir), _fingerprint(out), _fingerprint(src) if src and src.exists() else "-"]
+    return hashlib.sha256("|".join(items).encode()).hexdigest()
+
+
+@task(name="shard", task_run_name="{stage}-{k:05d}", cache_key_fn=shard_cache_key, persist_result=True)
 def shard_task(profile: Profile, output_dir: str | None, stage: str, k: int) -> dict:
-    return process_shard(Run(profile, output_dir), stage, k)
+    return process_shard(Run(profile, output_dir, attach=True), stage, k)
 
 
 def _stage_flow(stage: str):
     @flow(name=stage, log_prints=True)
     def stage_flow(profile: Profile, output_dir: str | None = None) -> dict:
-        run = Run(profile, output_dir)
+        run = Run(profile, output_dir, attach=True)
+        ids = run.shard_ids(stage)
+        todo = set(run.pending(stage))
         t0 = time.time()
-        todo = run.pending(stage)
-        counts = [shard_task(profile, output_dir, stage, k) for k in todo]
+        o = profile.orchestration
+        task_ = shard_task.with_options(retries=o.retries, retry_delay_seconds=exponential_backoff(backoff_factor=o.retry_delay_s))
+        futures = task_.map(unmapped(profile), unmapped(output_dir), unmapped(stage), ids)
+        counts = [f.result() for f in futures]
+        seconds = time.time() - t0
         if todo:
-            run.add_timing(stage, time.time() - t0)
-        summary = {"stage": stage, "shards": len(run.shard_ids(stage)), "ran": len(todo),
-                   "rows": sum(c.get("rows", 0) for c in counts), "rejects": sum(c.get("rejects", 0) for c in counts)}
+            Run(profile, output_dir).add_timing(stage, seconds)
+        rows = sum(c.get("rows", 0) for c in counts)
+        summary = {"stage": stage, "shards": len(ids), "ran": len(todo), "rows": rows,
+                   "rejects": sum(c.get("rejects", 0) for c in counts), "seconds": round(seconds, 1),
+                   "rows_per_s": round(rows / seconds, 3) if todo and seconds else None}
         get_run_logger().info("%s", summary)
         return summary
 
     return stage_flow
 
 
-ingest_flow = _stage_flow("ingest")
-metadata_flow = _stage_flow("metadata")
-asr_flow = _stage_flow("asr")
-llm_flow = _stage_flow("llm")
-tts_flow = _stage_flow("tts")
+STAGE_FLOWS = {s: _stage_flow(s) for s in STAGE_ORDER}
 
 
 @flow(name="shards", log_prints=True)
-def shards_flow(profile: Profile, output_dir: str | None = None, report: bool = True) -> dict:
+def shards_flow(profile: Profile, output_dir: str | None = None, report: bool = True,
+                stage_summaries: list[dict] | None = None) -> dict:
+    from pipeline.export import export
+
     run = Run(profile, output_dir)
     manifest = export(run)
     if report:
         from pipeline.report import write_report
 
         write_report(run.dir)
-    return {t: v["rows"] for t, v in manifest["tables"].items()}
+    rows = {t: v["rows"] for t, v in manifest["tables"].items()}
+    create_table_artifact(key=f"stages-{profile.language}", table=stage_summaries or [], description="per-stage counts and throughput")
+    reasons = "\n".join(f"| {k} | {v} |" for k, v in manifest["reject_reasons"].items()) or "| (none) | 0 |"
+    create_markdown_artifact(key=f"dataset-{profile.language}", description="dataset summary", markdown=(
+        f"# {profile.dataset} ({profile.language})\n\n" + "\n".join(f"- **{t}**: {n} rows" for t, n in rows.items())
+        + f"\n- audio: {manifest['audio_hours'] * 60:.1f} min\n- output: `{run.dir}`\n\n| stage:reason | rows |\n|---|---|\n{reasons}\n"))
+    return rows
+
+
+def run_stages(profile: Profile, output_dir: str | None, report: bool, stages=STAGE_ORDER) -> dict:
+    summaries = []
+    for stage in stages:
+        summaries.append(STAGE_FLOWS[stage].with_options(task_runner=task_runner(profile))(profile, output_dir))
+    return shards_flow(profile, output_dir, report, summaries)
 
 
 @flow(name="dataset", log_prints=True)
@@ -60,11 +114,9 @@ def dataset(lang: str, input: str | None = None, output_dir: str | None = None, 
             report: bool = True, overrides: dict[str, Any] | None = None) -> dict:
     """Build the speech-instruction dataset for one language profile.
 
-    ``overrides`` are dotted profile keys, e.g. ``{"shard_size": 4, "llm.max_tokens": 120}``."""
-    profile = load_profile(lang, input=input, **(overrides or {}))
+    ``overrides`` are dotted profile keys, e.g. ``{"shard_size": 4, "orchestration.workers": 2}``."""
+    profile = load_profile(lang, **({"input": input} if input else {}), **(overrides or {}))
     Run(profile, output_dir, overwrite=overwrite)  # plan once (and wipe on overwrite) before the stages
-    for stage_flow in (ingest_flow, metadata_flow, asr_flow, llm_flow, tts_flow):
-        stage_flow(profile, output_dir)
-    rows = shards_flow(profile, output_dir, report)
+    rows = run_stages(profile, output_dir, report)
     get_run_logger().info("rows per table: %s -> %s", rows, Path(output_dir or profile.path(profile.output_dir)) / lang)
     return rows

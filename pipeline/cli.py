@@ -34,7 +34,7 @@ def cmd_dataset(a) -> int:
     from .config import UnknownLanguage, load_profile
 
     try:
-        profile = load_profile(a.lang, a.profile, input=a.input)
+        profile = load_profile(a.lang, a.profile, **({"input": a.input} if a.input else {}))
     except UnknownLanguage as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -49,6 +49,29 @@ def cmd_dataset(a) -> int:
     out = os.path.join(a.output_dir or str(profile.path(profile.output_dir)), profile.language)
     print(json.dumps({"output": out, "rows": rows, "seconds": round(time.time() - t0, 1)}))
     return 0
+
+
+def cmd_tts(a) -> int:
+    _prefect_env()
+    from flows.tts import tts
+
+    rows = tts(lang=a.lang, text_input=a.input, output_dir=a.output_dir, overwrite=a.overwrite, report=not a.no_report)
+    print(json.dumps({"rows": rows}))
+    return 0
+
+
+def cmd_train(a) -> int:
+    _prefect_env()
+    from flows.train import train
+
+    print(json.dumps(train(lang=a.lang, output_dir=a.output_dir), default=str))
+    return 0
+
+
+def cmd_serve(a) -> int:
+    from . import ROOT
+
+    return os.spawnvpe(os.P_WAIT, "bash", ["bash", str(ROOT / "scripts" / "serve.sh")], {**os.environ, "PY": sys.executable})
 
 
 def cmd_models(a) -> int:
@@ -96,6 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--no-prefect", action="store_true", help="run the stages in-process without Prefect")
     d.add_argument("--no-report", action="store_true", help="skip the HTML report")
     d.set_defaults(fn=cmd_dataset)
+    t = sub.add_parser("tts", help="speak a text instruction corpus only (make tts LANG=xx)")
+    t.add_argument("--lang", required=True)
+    t.add_argument("--input", help="Alpaca / Super-NaturalInstructions / MS MARCO file; default: the profile's tts.input")
+    t.add_argument("--output-dir")
+    t.add_argument("--overwrite", action="store_true")
+    t.add_argument("--no-report", action="store_true")
+    t.set_defaults(fn=cmd_tts)
+    tr = sub.add_parser("train", help="train + score a small speech LM on <output-dir>/<lang> (make train LANG=xx)")
+    tr.add_argument("--lang", required=True)
+    tr.add_argument("--output-dir")
+    tr.set_defaults(fn=cmd_train)
+    sv = sub.add_parser("serve", help="local Prefect server + work pool + deployments + worker (make serve)")
+    sv.set_defaults(fn=cmd_serve)
     m = sub.add_parser("models", help="embedded model cache")
     m.add_argument("action", choices=["assemble", "list"])
     m.add_argument("names", nargs="*")

@@ -13,8 +13,11 @@ where it stopped and never writes a row twice.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import threading
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -56,10 +59,18 @@ class Plan:
 
 
 class Run:
-    def __init__(self, profile: Profile, output_dir: str | Path | None = None, overwrite: bool = False):
+    """One run's folder and plan. ``attach=True`` (shard workers) only reads the existing plan: no
+    discovery, no clean-up of temp files that another worker may be writing."""
+
+    def __init__(self, profile: Profile, output_dir: str | Path | None = None, overwrite: bool = False,
+                 attach: bool = False):
         self.profile = profile
         self.dir = Path(output_dir or profile.path(profile.output_dir)) / profile.language
         self.work = self.dir / "_work"
+        if attach:
+            self.plan = Plan(**json.loads((self.work / "plan.json").read_text()))
+            self.timings = {}
+            return
         if overwrite and self.dir.exists():
             shutil.rmtree(self.dir)
         self.work.mkdir(parents=True, exist_ok=True)
@@ -72,7 +83,7 @@ class Run:
         p = self.profile
         path = self.work / "plan.json"
         input_path = p.path(p.input)
-        sources = [s.model_dump() for s in discover(input_path)]
+        sources = [s.model_dump() for s in discover(input_path)] if input_path else []
         texts, text_rejects = [], []
         if p.tts.input:
             from .textcorpus import read_corpus
@@ -120,6 +131,8 @@ class Run:
         t = rows if isinstance(rows, pa.Table) else schema.to_table(table_name, rows)
         store.write_atomic(schema.to_table("rejects", rejects), self.rejects_part(stage, k))
         store.write_atomic(schema.conform(table_name, t), self.part(stage, k))  # last: marks the shard done
+        with open(self.work / stage / "writes.log", "a") as log:  # one O_APPEND line per finished shard
+            log.write(f"{k}\t{os.getpid()}\t{time.time():.3f}\t{t.num_rows}\n")
         return t.num_rows
 
     def input_rows(self, stage: str, k: int) -> list[dict]:
@@ -168,10 +181,22 @@ def worker(stage: str, profile: Profile):
 
 
 # ---- one shard of one stage -------------------------------------------------------------------------
+_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+
+
 def process_shard(run: Run, stage: str, k: int) -> dict:
-    """Run one stage on one shard (skipped when already done). Returns counts."""
+    """Run one stage on one shard (skipped when already done). Returns counts.
+
+    A process holds one model per stage; threads of a thread-pool runner take turns on it (the
+    model libraries are not re-entrant). Processes (dask workers) each have their own models."""
+    with _locks[stage]:
+        return _process_shard(run, stage, k)
+
+
+def _process_shard(run: Run, stage: str, k: int) -> dict:
     if run.part(stage, k).exists():
         return {"shard": k, "skipped": True}
+    t0 = time.time()
     w = worker(stage, run.profile)
     if stage == "ingest":
         rows, rejects = w.process(run.sources(k))
@@ -190,7 +215,7 @@ def process_shard(run: Run, stage: str, k: int) -> dict:
     else:
         raise ValueError(stage)
     n = run.write_shard(stage, k, rows, rejects)
-    return {"shard": k, "rows": n, "rejects": len(rejects)}
+    return {"shard": k, "rows": n, "rejects": len(rejects), "seconds": round(time.time() - t0, 2)}
 
 
 def run_stage(run: Run, stage: str, progress: bool = True) -> dict:
