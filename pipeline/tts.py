@@ -87,7 +87,9 @@ class PiperBackend:
 
     name = "piper"
 
-    def __init__(self, model_paths: list[str] | str, use_cuda: bool = False, sentence_silence: float = 0.2):
+    def __init__(self, model_paths: list[str] | str, use_cuda: bool = False, sentence_silence: float = 0.2,
+                 deterministic: bool = False):
+        self.deterministic = deterministic
         from piper import PiperVoice
 
         if isinstance(model_paths, (str, Path)):
@@ -153,7 +155,11 @@ class PiperBackend:
         pv, sid = self._get(voice)
         sr = pv.config.sample_rate
         # length_scale is relative to the voice's own tuned pace (config "inference.length_scale")
-        syn = SynthesisConfig(speaker_id=sid, length_scale=ls * (pv.config.length_scale or 1.0))
+        # Piper draws its VITS noise inside the ONNX graph, where it cannot be seeded: with
+        # deterministic=True the noise is off (same audio on every run, but flatter and, measured
+        # with the ASR gate, less intelligible), so the default keeps Piper's natural noise.
+        noise = {"noise_scale": 0.0, "noise_w_scale": 0.0} if self.deterministic else {}
+        syn = SynthesisConfig(speaker_id=sid, length_scale=ls * (pv.config.length_scale or 1.0), **noise)
         gap = np.zeros(int(self.sentence_silence * sr), dtype=np.float32)
         parts: list[np.ndarray] = []
         try:
