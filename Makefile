@@ -12,12 +12,13 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup system-deps dataset tts serve test bench clean help
+.PHONY: setup system-deps dataset tts train serve test bench clean help
 
 help:
 	@echo "make setup                  system packages, venv, pinned CPU deps, embedded models"
 	@echo "make dataset LANG=<profile> build the dataset (profiles: $(PROFILES))"
 	@echo "make tts LANG=<profile>     speak the profile's text instruction corpus only"
+	@echo "make train LANG=<profile>   train + score a small speech LM on data/<LANG>"
 	@echo "make serve                  local Prefect server + work pool + deployments + worker (loopback)"
 	@echo "make test                   run the tests"
 	@echo "make bench                  benchmarks (bench/*.py)"
@@ -65,6 +66,9 @@ check-lang:
 
 tts: check-lang
 	$(PY) -m pipeline tts --lang $(LANG) $(ARGS)
+
+train: check-lang
+	$(PY) -m pipeline train --lang $(LANG) $(ARGS)
 
 serve:
 	PY=$(PY) scripts/serve.sh

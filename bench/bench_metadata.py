@@ -3,6 +3,11 @@
     python bench/bench_metadata.py                 # all voices x 6 sentences (~1 min on 2 cores)
     python bench/bench_metadata.py --sentences 2   # quicker
     python bench/bench_metadata.py --pyin          # also time/score the librosa.pyin backend
+    python bench/bench_metadata.py --only rate,speakers,dnsmos   # just the newer sections
+
+Sections: snr, pitch, gender, loudness, speed (acoustic estimators), rate (speaking rate on espeak-ng
+at -s 120/170/220), speakers (Resemblyzer count on concatenations of 1/2/3 voices), dnsmos
+(batched DNSMOS vs speechmos, speed).
 
 Truth: white Gaussian noise mixed at a known SNR (speech power over the speech-active 20 ms frames,
 after trimming TTS padding); pure and harmonic tones at known F0; BS.1770 value of a 1 kHz sine
@@ -150,7 +155,7 @@ def bench_loudness() -> None:
 
 def _worker(args):
     audios, backend = args
-    est = MetadataEstimator(MetadataConfig(pitch_backend=backend))
+    est = MetadataEstimator(MetadataConfig(pitch_backend=backend, speakers_backend="none"))
     est.estimate_batch(audios[:1], SR)  # warm-up
     t = time.perf_counter()
     est.estimate_batch(audios, SR)
@@ -190,22 +195,165 @@ def bench_speed(est: MetadataEstimator, clips, pyin: bool) -> None:
               f"(per worker {', '.join(f'{w:.2f}s' for w in walls)})")
 
 
+RATE_VOICES = ("en-us", "en-us+m3", "en-us+f3", "en-us+Annie")
+RATES_WPM = (120, 170, 220)
+
+
+def _espeak_at(text: str, voice: str, wpm: int) -> np.ndarray:
+    import subprocess
+    import tempfile
+
+    import soundfile as sf
+
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "out.wav")
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "-w", out, text], check=True, capture_output=True)
+        a, sr = sf.read(out, dtype="float32")
+    return S._resample(a, sr)
+
+
+def bench_rate(n_sentences: int) -> None:
+    from pipeline.metadata import speech_span
+    from pipeline.metadata_text import speaking_rate
+
+    texts = [s.rstrip("?.!").replace(",", "") for s in S.SENTENCES[:n_sentences]]
+    print(f"\n== Speaking rate: espeak-ng -s 120/170/220 wpm, {len(RATE_VOICES)} voices x {len(texts)} sentences; "
+          "span = first..last speech frame ==")
+    ratio, order_ok, n, pps_by = [], 0, 0, defaultdict(list)
+    c = time.process_time()
+    for v in RATE_VOICES:
+        for t in texts:
+            w = []
+            for wpm in RATES_WPM:
+                r = speaking_rate(t, speech_span(_espeak_at(t, v, wpm), SR))
+                w.append(r["speaking_rate_wps"])
+                ratio.append(r["speaking_rate_wps"] / (wpm / 60))
+                pps_by[wpm].append(r["speaking_rate_pps"])
+            order_ok += bool(np.all(np.diff(w) > 0))
+            n += 1
+    ratio = np.asarray(ratio)
+    print(f"  measured words/s / (wpm/60): mean {ratio.mean():.3f}, min {ratio.min():.3f}, max {ratio.max():.3f} "
+          f"(espeak's wpm is nominal; the factor is constant: linear response)")
+    print(f"  120 < 170 < 220 ordering right on {order_ok}/{n} sentence x voice triples")
+    for wpm in RATES_WPM:
+        p = np.asarray(pps_by[wpm])
+        print(f"  -s {wpm}: phonemes/s median {np.median(p):5.2f} (range {p.min():5.2f}..{p.max():5.2f})")
+    print(f"  (synthesis + span + phonemizer, CPU {time.process_time() - c:.1f} s)")
+
+
+SPEAKER_POOLS = {"distinct": ["piper", "en-us", "en-us+f3", "piper-x1.25"],
+                 "espeak variants (hard)": ["en-us", "en-us+m7", "en-us+f1", "en-gb-x-rp+f2"]}
+
+
+def bench_speakers() -> None:
+    import itertools
+
+    import librosa
+
+    from pipeline.metadata_speakers import ResemblyzerSpeakers
+
+    print("\n== Number of speakers (Resemblyzer GE2E + AHC @0.70): concatenations of 1/2/3 voices, "
+          "2 sentences each; singles also at 15 and 5 dB white noise ==")
+    spk = ResemblyzerSpeakers()
+    voices = sorted({v for p in SPEAKER_POOLS.values() for v in p})
+    clips = {}
+    for v in voices:
+        if v == "piper-x1.25":  # Piper joe played 1.25x faster: pitch and formants up (another voice)
+            clips[v] = [librosa.resample(a, orig_sr=SR, target_sr=int(SR / 1.25)) for a in clips["piper"]]
+        else:
+            clips[v] = [S.trim(S.piper(t) if v == "piper" else S.espeak(t, v)) for t in S.SENTENCES]
+    gap = np.zeros(SR // 4, np.float32)
+    for name, pool in SPEAKER_POOLS.items():
+        cases = []
+        for n in (1, 2, 3):
+            for k, combo in enumerate(itertools.permutations(pool, n)):
+                parts = [x for j, v in enumerate(combo) for x in (clips[v][(k + 2 * j) % 6], gap, clips[v][(k + 2 * j + 1) % 6], gap)]
+                cases.append((n, None, np.concatenate(parts)))
+        for v in pool:
+            for snr in (15, 5):
+                a = np.concatenate([x for i in range(4) for x in (clips[v][i], gap)])
+                cases.append((1, snr, S.add_white_noise(a, snr, seed=snr)))
+        dur = sum(a.size for *_, a in cases) / SR
+        c = time.process_time()
+        got = [r["n_speakers"] for r in spk.count_batch([a for *_, a in cases], SR)]
+        cpu = time.process_time() - c
+        print(f"  {name} ({', '.join(pool)}): {dur:.0f} s audio, {dur / cpu:.0f}x realtime (CPU, 1 thread)")
+        for n in (1, 2, 3):
+            for noisy in (False, True):
+                sel = [g for (m, snr, _), g in zip(cases, got) if m == n and (snr is not None) == noisy]
+                if sel:
+                    sel = np.asarray(sel)
+                    print(f"    {n} voice(s){' +noise' if noisy else '       '}: {np.mean(sel == n) * 100:5.1f} % exact, "
+                          f"{np.mean(sel > n) * 100:4.1f} % over, {np.mean(sel < n) * 100:4.1f} % under (n={sel.size})")
+
+
+def bench_dnsmos(clips) -> None:
+    from speechmos import dnsmos
+
+    from pipeline.metadata_models import DNSMOS
+
+    audios = [np.clip(a, -1.0, 1.0) for *_, a in clips[:12]]  # speechmos (the reference) refuses overshoot
+    dur = sum(a.size for a in audios) / SR
+    d = DNSMOS(batch_size=16)
+    c = time.process_time()
+    rows = d.predict_batch(audios, SR)
+    cpu = time.process_time() - c
+    win = sum(len(d.windows(a)) for a in audios)
+    print(f"\n== DNSMOS (batched, 1 thread): {len(audios)} clips, {dur:.0f} s audio, {win} windows of 9.01 s: "
+          f"{cpu:.1f} s CPU = {dur / cpu:.2f}x realtime ({cpu / win:.2f} s per window; short clips are tiled to 9 s)")
+    err = max(abs(r["dnsmos_ovrl"] - float(dnsmos.run(a, SR)["ovrl_mos"])) for a, r in zip(audios[:3], rows[:3]))
+    print(f"  max |OVRL - speechmos.dnsmos.run| over 3 clips: {err:.2e}")
+    clean, noisy = rows[0], d.predict_batch([S.add_white_noise(audios[0], 5, seed=1)], SR)[0]
+    print(f"  clip 1 clean SIG/BAK/OVRL {clean['dnsmos_sig']:.2f}/{clean['dnsmos_bak']:.2f}/{clean['dnsmos_ovrl']:.2f}, "
+          f"at 5 dB {noisy['dnsmos_sig']:.2f}/{noisy['dnsmos_bak']:.2f}/{noisy['dnsmos_ovrl']:.2f}")
+
+
+def bench_full_speed(clips) -> None:
+    audios = [a for *_, a in clips]
+    dur = sum(a.size for a in audios) / SR
+    est = MetadataEstimator(MetadataConfig())
+    est.estimate_batch(audios[:2], SR)
+    c = time.process_time()
+    est.estimate_batch(audios, SR, texts=[S.SENTENCES[i] for _, _, i, _ in clips])
+    cpu = time.process_time() - c
+    print(f"\n== Default configuration (acoustic + speakers + text): {dur:.0f} s audio, {dur / cpu:.0f}x realtime "
+          f"(CPU time, one process, torch 1 thread)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sentences", type=int, default=len(S.SENTENCES))
     ap.add_argument("--pyin", action="store_true", help="also evaluate the librosa.pyin backend (slow)")
+    ap.add_argument("--only", default="", help="comma-separated sections (default: all)")
     args = ap.parse_args()
+    only = set(filter(None, args.only.split(",")))
+    want = lambda s: not only or s in only  # noqa: E731
     t = time.perf_counter()
-    clips = S.speech_set(n_sentences=args.sentences)
+    if only and only <= {"rate", "speakers", "dnsmos"}:  # these need few or no clips
+        clips = S.speech_set(["piper", "en-us", "en-us+f3"], n_sentences=4) if "dnsmos" in only else []
+    else:
+        clips = S.speech_set(n_sentences=args.sentences)
     print(f"synthesised {len(clips)} clips ({len({c[0] for c in clips})} voices) in {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
-    est = MetadataEstimator(MetadataConfig())
+    est = MetadataEstimator(MetadataConfig(speakers_backend="none"))
     print(f"MetadataEstimator() in {time.perf_counter() - t:.1f} s")
-    bench_snr(clips)
-    bench_pitch(est, clips, args.pyin)
-    bench_gender(est, clips)
-    bench_loudness()
-    bench_speed(est, clips, args.pyin)
+    if want("snr"):
+        bench_snr(clips)
+    if want("pitch"):
+        bench_pitch(est, clips, args.pyin)
+    if want("gender"):
+        bench_gender(est, clips)
+    if want("loudness"):
+        bench_loudness()
+    if want("speed"):
+        bench_speed(est, clips, args.pyin)
+        bench_full_speed(clips)
+    if want("rate"):
+        bench_rate(args.sentences)
+    if want("speakers"):
+        bench_speakers()
+    if want("dnsmos"):
+        bench_dnsmos(clips)
 
 
 if __name__ == "__main__":

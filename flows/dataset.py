@@ -13,8 +13,10 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
+from tqdm.auto import tqdm
 
 from pipeline.config import Profile, load_profile
 from pipeline.runner import PREVIOUS, Run, process_shard
@@ -65,7 +67,15 @@ def _stage_flow(stage: str):
         o = profile.orchestration
         task_ = shard_task.with_options(retries=o.retries, retry_delay_seconds=exponential_backoff(backoff_factor=o.retry_delay_s))
         futures = task_.map(unmapped(profile), unmapped(output_dir), unmapped(stage), ids)
-        counts = [f.result() for f in futures]
+        counts = []
+        # one bar per stage (stderr), advanced as shard tasks finish, in whatever order the runner ends them
+        with tqdm(total=len(ids), desc=f"{stage:>8}", unit="shard", disable=not todo) as bar:
+            for f in as_completed(list(futures)):
+                counts.append(f.result())
+                bar.update(1)
+                done_rows = sum(c.get("rows", 0) for c in counts)
+                bar.set_postfix(rows=done_rows, rejects=sum(c.get("rejects", 0) for c in counts),
+                                rows_per_s=f"{done_rows / max(time.time() - t0, 1e-6):.2f}")
         seconds = time.time() - t0
         if todo:
             Run(profile, output_dir).add_timing(stage, seconds)

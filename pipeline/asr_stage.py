@@ -1,4 +1,4 @@
-"""ASR stage: pseudo-label every utterance of a shard; filtered ones go to rejects with the reason."""
+"""ASR stage: pseudo-label every utterance of a shard in batches; filtered ones go to rejects with the reason."""
 from __future__ import annotations
 
 from .asr import ASRBackend, check, result_columns
@@ -9,12 +9,20 @@ from .config import Profile
 def transcribe(backend: ASRBackend, rows: list[dict], profile: Profile) -> tuple[list[dict], list[dict]]:
     if not rows:
         return [], []
-    audios = [decode_bytes(r["audio"]["bytes"])[0] for r in rows]
-    results = backend.transcribe_batch(audios, rows[0]["sample_rate"], profile.asr.language)
+    decoded = [decode_bytes(r["audio"]["bytes"]) for r in rows]
+    rates = {sr for _, sr in decoded}
+    if len(rates) == 1:
+        results = backend.transcribe_batch([a for a, _ in decoded], rates.pop(), profile.asr.language)
+    else:  # mixed sample rates (not produced by ingest): one batch per rate
+        results = [None] * len(rows)
+        for sr in rates:
+            idx = [i for i, (_, s) in enumerate(decoded) if s == sr]
+            for i, r in zip(idx, backend.transcribe_batch([decoded[i][0] for i in idx], sr, profile.asr.language)):
+                results[i] = r
     kept, rejects = [], []
     for row, res in zip(rows, results):
         cols = result_columns(res, backend, row.get("reference_text"))
-        bad = check(res, row["duration_s"], profile.language)
+        bad = check(res, row["duration_s"], profile.language, profile.asr)
         if bad:
             reason, detail = bad
             rejects.append({"id": row["id"], "stage": "asr", "reason": reason, "detail": detail,
@@ -22,4 +30,7 @@ def transcribe(backend: ASRBackend, rows: list[dict], profile: Profile) -> tuple
                             "raw": res.text})
         else:
             kept.append({**row, **cols})
-    return kept, rejects
+    # what the transcript makes known (language, speaking rate, text emotion) before the LLM stage sees the rows
+    from .bins import enrich
+
+    return enrich(kept, profile.metadata), rejects

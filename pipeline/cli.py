@@ -60,6 +60,14 @@ def cmd_tts(a) -> int:
     return 0
 
 
+def cmd_train(a) -> int:
+    _prefect_env()
+    from flows.train import train
+
+    print(json.dumps(train(lang=a.lang, output_dir=a.output_dir), default=str))
+    return 0
+
+
 def cmd_serve(a) -> int:
     from . import ROOT
 
@@ -118,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--overwrite", action="store_true")
     t.add_argument("--no-report", action="store_true")
     t.set_defaults(fn=cmd_tts)
+    tr = sub.add_parser("train", help="train + score a small speech LM on <output-dir>/<lang> (make train LANG=xx)")
+    tr.add_argument("--lang", required=True)
+    tr.add_argument("--output-dir")
+    tr.set_defaults(fn=cmd_train)
     sv = sub.add_parser("serve", help="local Prefect server + work pool + deployments + worker (make serve)")
     sv.set_defaults(fn=cmd_serve)
     m = sub.add_parser("models", help="embedded model cache")

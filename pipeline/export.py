@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import __version__, schema, store
+from .bins import dataset_binner
 from .runner import STAGES, UTTERANCE_STAGES, Run
 
 
@@ -45,6 +46,7 @@ def export(run: Run) -> dict:
         jobs.append(("rejects", n + j, [run.rejects_part("tts", j)]))
     if run.plan.text_rejects:
         jobs.append(("rejects", n + m, []))
+    binner = dataset_binner(run)  # dataset-wide metadata bins (pipeline/bins.py), computed on first use
     for table, k, inputs in jobs:
         out = run.dir / table / store.part_name(k)
         if out.exists():
@@ -56,6 +58,8 @@ def export(run: Run) -> dict:
             if missing:
                 raise RuntimeError(f"cannot export {table} shard {k}: stage output {missing[0]} is missing (run the stages first)")
             t = _concat(table, inputs)
+            if table == "utterances":
+                t = binner(t)
         if t.num_rows:  # no empty shards: readers (datasets) choke on 0-row Parquet files
             store.write_atomic(t, out)
     check_accounting(run)

@@ -1,4 +1,5 @@
-"""Per-utterance acoustic metadata: loudness, SNR, pitch and speaker gender (all embedded, CPU).
+"""Per-utterance metadata: loudness, SNR, pitch, gender, speech span, speakers, DNSMOS, emotion, accent,
+language and speaking rate (embedded CPU defaults; production model backends by config).
 
 One :class:`MetadataEstimator` per worker process; :meth:`MetadataEstimator.estimate_batch` takes a list
 of mono float32 waveforms and returns one dict per waveform with exactly these keys (the
@@ -19,9 +20,32 @@ pitch_source         decision (aperiodicity + energy gates) and removal of isola
 gender /             voice2gender (XGBoost on 20 seewave-style acoustic features): label
 gender_score /       ``male``/``female``, score = probability of that label.
 gender_source
+speech_span_s        time from the first to the last speech frame (20 ms frames within 40 dB of the
+                     loudest and 6 dB above the clip's noise floor): the denominator of speaking rates.
+n_speakers /         speakers in the clip; default backend Resemblyzer GE2E window embeddings +
+overlap_ratio /      agglomerative clustering (overlap_ratio null: one embedding per window cannot
+n_speakers_source    see overlap); pyannote backends by config (see pipeline.metadata_speakers).
+dnsmos_sig/bak/ovrl  DNSMOS P.835 (speechmos ONNX), opt-in (``dnsmos: true``; ~2x realtime per core).
+/ dnsmos_source
+emotion / _score /   null by default (no speech-emotion model ships in a package). ``text-nrc``: NRC
+emotion_source       lexicon over the transcript's words (``reference_text`` here; ``asr_text`` later
+                     via pipeline.metadata_text / pipeline.bins), source
+                     ``text-lexicon:nrc-emolex:<text column>`` - about the words, not the voice.
+                     ``speechbrain``: IEMOCAP wav2vec2 audio model (hub weights).
+accent / _score /    null by default (no accent model ships in a package); ``speechbrain``:
+accent_source        CommonAccent ECAPA (hub weights).
+language / _score /  null here by default (pipeline.bins copies asr_language); ``speechbrain``:
+language_source      VoxLingua107 ECAPA on the audio (hub weights).
+c50_db / c50_source  null unless ``snr_backend: brouhaha`` (no reverberation model ships in a package).
+age_years /          only with ``gender_backend: audeering``.
+age_source
+n_words / n_phonemes words and espeak-ng phonemes of the transcript, and their rates over
+speaking_rate_wps /  speech_span_s; from ``reference_text`` here (source says which text), else
+speaking_rate_pps /  later from ``asr_text``.
+speaking_rate_source
 metadata_errors      list[str]: one ``"<estimator>: <error>"`` per estimator that failed for this
                      row (its keys, including the ``*_source`` key, are then None). Never raises for
-                     the batch.
+                     the batch. An estimator that is switched off leaves its keys None silently.
 ===================  ==========================================================================
 """
 from __future__ import annotations
@@ -39,6 +63,31 @@ OUTPUT_KEYS = (
     "snr_db", "snr_source",
     "pitch_mean_hz", "pitch_std_hz", "pitch_source",
     "gender", "gender_score", "gender_source",
+    "speech_span_s",
+    "n_speakers", "overlap_ratio", "n_speakers_source",
+    "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_source",
+    "emotion", "emotion_score", "emotion_source",
+    "accent", "accent_score", "accent_source",
+    "language", "language_score", "language_source",
+    "c50_db", "c50_source",
+    "age_years", "age_source",
+    "n_words", "n_phonemes", "speaking_rate_wps", "speaking_rate_pps", "speaking_rate_source",
+)
+#: (estimator name, keys that are set together or not at all)
+KEY_GROUPS = (
+    ("loudness", ("loudness_lufs",)),
+    ("snr", ("snr_db", "snr_source")),
+    ("pitch", ("pitch_mean_hz", "pitch_std_hz", "pitch_source")),
+    ("gender", ("gender", "gender_score", "gender_source")),
+    ("span", ("speech_span_s",)),
+    ("speakers", ("n_speakers", "n_speakers_source")),
+    ("dnsmos", ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_source")),
+    ("emotion", ("emotion", "emotion_score", "emotion_source")),
+    ("accent", ("accent", "accent_score", "accent_source")),
+    ("language", ("language", "language_score", "language_source")),
+    ("c50", ("c50_db", "c50_source")),
+    ("age", ("age_years", "age_source")),
+    ("speaking_rate", ("n_words", "n_phonemes", "speaking_rate_wps", "speaking_rate_pps", "speaking_rate_source")),
 )
 ERRORS_KEY = "metadata_errors"
 
@@ -258,7 +307,34 @@ def integrated_loudness(x: np.ndarray, sr: int, meter=None) -> float:
 
 
 # --------------------------------------------------------------------------------------------------
-# Gender
+# Speech span
+# --------------------------------------------------------------------------------------------------
+SPAN_FRAME_S = 0.020
+SPAN_HOP_S = 0.010
+SPAN_REL_DB = -40.0  # a speech frame is within 40 dB of the loudest frame ...
+SPAN_FLOOR_DB = 6.0  # ... and 6 dB above the clip's noise floor (10th percentile of frame energies)
+
+
+def speech_span(x: np.ndarray, sr: int) -> float:
+    """Seconds from the start of the first to the end of the last speech frame (energy gate).
+    Raises ValueError for silence or clips shorter than one frame."""
+    frame, hop = int(round(SPAN_FRAME_S * sr)), int(round(SPAN_HOP_S * sr))
+    x = np.asarray(x, dtype=np.float64)
+    if x.size < frame:
+        raise ValueError(f"too short for a speech span ({x.size} samples)")
+    fr = np.lib.stride_tricks.sliding_window_view(x, frame)[::hop]
+    e = 10.0 * np.log10(np.mean(fr * fr, axis=1) + 1e-20)
+    if e.max() <= -100.0:
+        raise ValueError("silent audio")
+    floor = np.percentile(e, 10)
+    active = np.flatnonzero((e > e.max() + SPAN_REL_DB) & (e > floor + SPAN_FLOOR_DB))
+    if active.size == 0:  # flat energy (a tone, stationary noise): the whole clip
+        return float(x.size / sr)
+    return float((active[-1] * hop + frame - active[0] * hop) / sr)
+
+
+# --------------------------------------------------------------------------------------------------
+# The estimator
 # --------------------------------------------------------------------------------------------------
 def _dist_version(name: str) -> str:
     try:
@@ -268,14 +344,72 @@ def _dist_version(name: str) -> str:
 
 
 class MetadataEstimator:
-    """Loads every estimator once; :meth:`estimate_batch` never raises for per-row problems."""
+    """Loads every configured estimator once; :meth:`estimate_batch` never raises for per-row problems.
+
+    Per-row estimators (loudness, SNR, pitch, speech span, voice2gender features) run clip by clip
+    (they are numpy/scipy, hundreds of times realtime); every model-backed estimator (voice2gender's
+    booster, speaker embeddings, DNSMOS, speechbrain / audeering / brouhaha / pyannote models) takes
+    the whole batch at once.
+    """
 
     def __init__(self, cfg: MetadataConfig | None = None):
-        self.cfg = cfg or MetadataConfig()
-        if self.cfg.pitch_fmin <= 0 or self.cfg.pitch_fmax <= self.cfg.pitch_fmin:
-            raise ValueError(f"bad pitch range {self.cfg.pitch_fmin}..{self.cfg.pitch_fmax} Hz")
-        if self.cfg.gender_backend != "voice2gender":
-            raise ValueError(f"unknown gender backend {self.cfg.gender_backend!r}")
+        self.cfg = cfg = cfg or MetadataConfig()
+        if cfg.pitch_fmin <= 0 or cfg.pitch_fmax <= cfg.pitch_fmin:
+            raise ValueError(f"bad pitch range {cfg.pitch_fmin}..{cfg.pitch_fmax} Hz")
+        if cfg.gender_backend not in ("voice2gender", "audeering"):
+            raise ValueError(f"unknown gender backend {cfg.gender_backend!r}")
+        self._v2g_features = None
+        self._age_gender = None
+        if cfg.gender_backend == "voice2gender":
+            self._load_voice2gender()
+        else:
+            from .metadata_models import AudeeringAgeGender
+
+            self._age_gender = AudeeringAgeGender(cfg.gender_model, cfg.device, cfg.model_batch_size)
+        backend = getattr(cfg, "pitch_backend", "yin")
+        if backend == "yin":
+            self._pitch = pitch_yin
+            self.pitch_source = "yin"
+        elif backend == "pyin":
+            import librosa
+
+            self._pitch = pitch_pyin
+            self.pitch_source = f"librosa-pyin-{librosa.__version__}"
+        else:
+            raise ValueError(f"unknown pitch backend {backend!r}")
+        wada_table()  # derive the WADA table now, not on the first row
+        self._meters: dict[int, object] = {}
+        # batched model estimators: (name, object with predict_batch/count_batch, output mapping)
+        self._brouhaha = self._dnsmos = self._speakers = None
+        self._classifiers: dict[str, object] = {}
+        if cfg.snr_backend == "brouhaha":
+            from .metadata_models import Brouhaha
+
+            self._brouhaha = Brouhaha(cfg.brouhaha_model, cfg.device, cfg.model_batch_size)
+        if cfg.dnsmos:
+            from .metadata_models import DNSMOS
+
+            self._dnsmos = DNSMOS(cfg.dnsmos_batch)
+        from .metadata_speakers import load_speakers
+
+        self._speakers = load_speakers(cfg)
+        if cfg.emotion_backend == "speechbrain" or cfg.accent_backend == "speechbrain" or cfg.language_backend == "speechbrain":
+            from .metadata_models import EMOTION_INTERFACE, SpeechBrainClassifier
+
+            if cfg.emotion_backend == "speechbrain":
+                self._classifiers["emotion"] = SpeechBrainClassifier(cfg.emotion_model, "emotion", cfg.device,
+                                                                     cfg.model_batch_size, interface=EMOTION_INTERFACE)
+            if cfg.accent_backend == "speechbrain":
+                self._classifiers["accent"] = SpeechBrainClassifier(cfg.accent_model, "accent", cfg.device, cfg.model_batch_size)
+            if cfg.language_backend == "speechbrain":
+                self._classifiers["language"] = SpeechBrainClassifier(cfg.language_model, "language", cfg.device,
+                                                                      cfg.model_batch_size)
+        if cfg.emotion_backend == "text-nrc":
+            from .metadata_text import nrc_lexicon
+
+            nrc_lexicon()  # fail at load time, not per row, when nrclex is missing
+
+    def _load_voice2gender(self) -> None:
         import voice2gender  # loads the bundled XGBoost booster (module level) once
 
         self._v2g = voice2gender
@@ -292,19 +426,6 @@ class MetadataEstimator:
             self._v2g_booster.set_param({"nthread": 1})
         except (ImportError, AttributeError):  # internals moved: fall back to voice2gender.predict per row
             self._v2g_features = None
-        backend = getattr(self.cfg, "pitch_backend", "yin")
-        if backend == "yin":
-            self._pitch = pitch_yin
-            self.pitch_source = "yin"
-        elif backend == "pyin":
-            import librosa
-
-            self._pitch = pitch_pyin
-            self.pitch_source = f"librosa-pyin-{librosa.__version__}"
-        else:
-            raise ValueError(f"unknown pitch backend {backend!r}")
-        wada_table()  # derive the WADA table now, not on the first row
-        self._meters: dict[int, object] = {}
 
     # -- one estimator each; each returns its keys or raises ----------------------------------------
     def _loudness(self, x: np.ndarray, sr: int) -> dict:
@@ -325,6 +446,10 @@ class MetadataEstimator:
             raise ValueError(f"no pitch: {f.size} voiced frames (< {MIN_VOICED_FRAMES})")
         return {"pitch_mean_hz": float(np.mean(f)), "pitch_std_hz": float(np.std(f)),
                 "pitch_source": self.pitch_source}
+
+    @staticmethod
+    def _span(x: np.ndarray, sr: int) -> dict:
+        return {"speech_span_s": speech_span(x, sr)}
 
     @staticmethod
     def _pcm16(x: np.ndarray) -> bytes:
@@ -358,6 +483,7 @@ class MetadataEstimator:
         ("loudness", "_loudness", ("loudness_lufs",)),
         ("snr", "_snr", ("snr_db", "snr_source")),
         ("pitch", "_pitch_stats", ("pitch_mean_hz", "pitch_std_hz", "pitch_source")),
+        ("span", "_span", ("speech_span_s",)),
     )
     _GENDER_KEYS = ("gender", "gender_score", "gender_source")
 
@@ -379,6 +505,8 @@ class MetadataEstimator:
     def _run(self, out: dict, errors: list, name: str, keys: tuple, fn, *args) -> None:
         try:
             vals = fn(*args)
+            if isinstance(vals, Exception):
+                raise vals
             for k in keys:
                 v = vals[k]
                 if isinstance(v, float) and not np.isfinite(v):
@@ -387,11 +515,35 @@ class MetadataEstimator:
         except Exception as e:  # noqa: BLE001 - a bad row must not stop the batch
             errors.append(f"{name}: {type(e).__name__}: {e}")
 
-    def estimate_batch(self, audios: list[np.ndarray], sample_rate: int) -> list[dict]:
+    def _batched(self, outs: list[dict], valid: list[tuple[int, np.ndarray]], sr: int, name: str, keys: tuple,
+                 fn, mapping=None) -> None:
+        """Run one batched estimator over the valid rows; per-row results or exceptions; a failure of the
+        whole call is reported on every row."""
+        if not valid:
+            return
+        try:
+            results = fn([x for _, x in valid], sr)
+            if len(results) != len(valid):
+                raise RuntimeError(f"{len(results)} results for {len(valid)} clips")
+        except Exception as e:  # noqa: BLE001
+            for i, _ in valid:
+                outs[i][ERRORS_KEY].append(f"{name}: {type(e).__name__}: {e}")
+            return
+        for (i, _), r in zip(valid, results):
+            if mapping is not None and isinstance(r, dict):
+                r = {k: r[src] for k, src in mapping.items()}
+            self._run(outs[i], outs[i][ERRORS_KEY], name, keys, lambda v: v, r)
+
+    def estimate_batch(self, audios: list[np.ndarray], sample_rate: int, texts: list[str | None] | None = None,
+                       text_source: str = "reference_text", languages: list[str | None] | None = None) -> list[dict]:
         """One dict per audio (mono float32 in [-1, 1] at ``sample_rate``), keys OUTPUT_KEYS +
-        ``metadata_errors``. Failures are per row and per estimator (values None, reason listed)."""
+        ``metadata_errors``. ``texts``: the rows' transcripts where known (``reference_text``), for
+        speaking rate and text emotion; ``languages``: language codes for the phonemizer. Failures
+        are per row and per estimator (values None, reason listed)."""
         outs: list[dict] = []
         feats: list[tuple[int, np.ndarray]] = []
+        valid: list[tuple[int, np.ndarray]] = []
+        sr = sample_rate
         for i, audio in enumerate(audios):
             out: dict = {k: None for k in OUTPUT_KEYS}
             errors: list[str] = []
@@ -402,8 +554,13 @@ class MetadataEstimator:
             except Exception as e:  # noqa: BLE001
                 errors.append(f"input: {type(e).__name__}: {e}")
                 continue
+            valid.append((i, x))
             for name, method, keys in self._ESTIMATORS:
+                if name == "snr" and self._brouhaha is not None:
+                    continue
                 self._run(out, errors, name, keys, getattr(self, method), x, sr)
+            if self._age_gender is not None:
+                continue
             if self._v2g_features is None:
                 self._run(out, errors, "gender", self._GENDER_KEYS, self._gender, x, sr)
                 continue
@@ -423,8 +580,59 @@ class MetadataEstimator:
             else:
                 for (i, _), p in zip(feats, p_female):
                     self._run(outs[i], outs[i][ERRORS_KEY], "gender", self._GENDER_KEYS, self._gender_label, float(p))
+        self._model_estimators(outs, valid, sr)
+        if texts is not None:
+            self._text_estimators(outs, texts, text_source, languages)
         return outs
 
-    def estimate(self, audio: np.ndarray, sample_rate: int) -> dict:
+    def _model_estimators(self, outs: list[dict], valid: list[tuple[int, np.ndarray]], sr: int) -> None:
+        n = getattr(self.cfg, "torch_threads", 0)
+        if not n or (self._speakers is None and not self._classifiers and self._age_gender is None and self._brouhaha is None):
+            return self._model_estimators_run(outs, valid, sr)
+        import torch
+
+        old = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            self._model_estimators_run(outs, valid, sr)
+        finally:
+            torch.set_num_threads(old)
+
+    def _model_estimators_run(self, outs: list[dict], valid: list[tuple[int, np.ndarray]], sr: int) -> None:
+        if self._age_gender is not None:
+            self._batched(outs, valid, sr, "gender", ("gender", "gender_score", "gender_source", "age_years", "age_source"),
+                          self._age_gender.predict_batch,
+                          {"gender": "gender", "gender_score": "gender_score", "gender_source": "source",
+                           "age_years": "age_years", "age_source": "source"})
+        if self._brouhaha is not None:
+            self._batched(outs, valid, sr, "snr", ("snr_db", "snr_source", "c50_db", "c50_source"),
+                          self._brouhaha.predict_batch,
+                          {"snr_db": "snr_db", "snr_source": "source", "c50_db": "c50_db", "c50_source": "source"})
+        if self._speakers is not None:
+            self._batched(outs, valid, sr, "speakers", ("n_speakers", "overlap_ratio", "n_speakers_source"),
+                          self._speakers.count_batch)
+        if self._dnsmos is not None:
+            self._batched(outs, valid, sr, "dnsmos", ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_source"),
+                          self._dnsmos.predict_batch)
+        for kind, clf in self._classifiers.items():
+            self._batched(outs, valid, sr, kind, (kind, f"{kind}_score", f"{kind}_source"), clf.predict_batch,
+                          {kind: "label", f"{kind}_score": "score", f"{kind}_source": "source"})
+
+    def _text_estimators(self, outs: list[dict], texts: list[str | None], text_source: str,
+                         languages: list[str | None] | None) -> None:
+        from .metadata_text import text_columns
+
+        rows = [i for i, t in enumerate(texts) if t and t.strip() and outs[i]["speech_span_s"] is not None]
+        if not rows:
+            return
+        want_emotion = self.cfg.emotion_backend == "text-nrc"
+        cols = text_columns([texts[i] for i in rows], [outs[i]["speech_span_s"] for i in rows],
+                            [languages[i] for i in rows] if languages else None, source=text_source,
+                            emotion=want_emotion, default_voice=self.cfg.phonemizer_voice)
+        for i, c in zip(rows, cols):
+            outs[i][ERRORS_KEY].extend(c.pop(ERRORS_KEY))
+            outs[i].update({k: v for k, v in c.items() if v is not None})
+
+    def estimate(self, audio: np.ndarray, sample_rate: int, text: str | None = None) -> dict:
         """Single-row convenience wrapper around :meth:`estimate_batch`."""
-        return self.estimate_batch([audio], sample_rate)[0]
+        return self.estimate_batch([audio], sample_rate, None if text is None else [text])[0]

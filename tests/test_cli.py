@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -67,3 +68,5 @@ def test_prefect_dataset_flow_runs_every_stage_subflow(corpus, tmp_path):
     assert all(s == "COMPLETED" for _, s in out["runs"])
     assert out["rows"]["utterances"] == 1 and out["rows"]["rejects"] >= 1
     assert (tmp_path / "out" / "en" / "report.html").stat().st_size > 10_000
+    for stage in ("ingest", "metadata", "asr", "llm", "tts"):  # one progress bar per stage subflow, with rows/s
+        assert re.search(rf"{stage}: 100%.*1/1 .*rows=\d+.*rows_per_s=", r.stderr), (stage, r.stderr[-3000:])

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from pipeline.cli import run_direct
+from pipeline.generate import gender_of
 from pipeline.ingest import read_manifest
 
 from .conftest import EXPECTED_REJECTS, ROOT, env_for_subprocess
@@ -21,6 +22,13 @@ from .conftest import EXPECTED_REJECTS, ROOT, env_for_subprocess
 def table(out, name):
     files = sorted((out / name).glob("part-*.parquet"))
     return pq.ParquetDataset(files).read().to_pylist() if files else []
+
+
+@pytest.fixture(scope="session")
+def test_profile(test_profile):
+    """The shared test profile with 2 QA pairs per utterance (default 3): the LLM stage (QA + judge
+    per pair) runs twice here (full run and killed + resumed run) on 2 CPU cores."""
+    return test_profile.model_copy(update={"llm": test_profile.llm.model_copy(update={"n_qa": 2})})
 
 
 @pytest.fixture(scope="module")
@@ -43,23 +51,40 @@ def test_every_input_is_accounted_for(built, corpus):
     assert rows == {"utterances": len(utts), "instructions": len(table(out, "instructions")), "rejects": len(rejects)}
 
 
-def test_ids_unique_and_instructions_cover_utterances(built):
+def test_ids_unique_and_instructions_cover_utterances(built, test_profile):
     out, _ = built
     utts, inst, rejects = table(out, "utterances"), table(out, "instructions"), table(out, "rejects")
     for t in (utts, inst, rejects):
         ids = [r["id"] for r in t]
         assert len(ids) == len(set(ids))
-    done = {(r["utterance_id"], r["task"]) for r in inst if r["utterance_id"]}
+    made = {r["id"] for r in inst if r["utterance_id"]}
     rejected = {r["id"] for r in rejects if r["stage"] == "llm"}
+    n_qa = test_profile.llm.n_qa
     for u in utts:
-        for task in ("description", "qa"):
-            assert (u["id"], task) in done or f"{u['id']}-{task}-0" in rejected
+        # every item asked for is an instruction row or an llm reject, never both
+        want = [f"{u['id']}-description-0"] + [f"{u['id']}-qa-{k}" for k in range(n_qa)]
+        text = u["reference_text"] or u["asr_text"]
+        labels = {"asr": text, "speaking_rate": text, "gender": gender_of(u), "pitch": u["pitch_mean_hz"],
+                  "noise_level": u["snr_db"], "language": u["asr_language"],
+                  # text-lexicon emotion (the en profile's default) feeds descriptions, not the emotion question
+                  "emotion": None if (u["emotion_source"] or "").startswith("text-") else u["emotion"]}
+        want += [f"{u['id']}-{task}-0" for task, label in labels.items() if label is not None]
+        for rid in want:
+            assert (rid in made) != (rid in rejected), rid
+        got = {i for i in made | rejected if i.startswith(u["id"] + "-")}
+        assert got == set(want), got ^ set(want)  # nothing else: no accent (no accent model by default)
     desc = [r for r in inst if r["task"] == "description"]
     assert desc, "no description survived"
     for r in desc:
         assert r["seed_description"].startswith("[00:00-") and "Duration:" in r["seed_description"]
         assert r["messages"][0]["content"].startswith("<|AUDIO|>") and r["messages"][1]["content"] == r["response"]
         assert r["engine"] == "llama-cpp" and r["prompt_hash"] and json.loads(r["sampling_json"])["temperature"] == 0.7
+        assert r["judge_groundedness"] >= test_profile.llm.judge_min_score and r["judge_json"]
+    for task in ("asr", "gender", "speaking_rate", "pitch", "noise_level", "language"):
+        rows = [r for r in inst if r["task"] == task]
+        assert rows and all(r["engine"] == "template" and r["label_source"] and r["judge_json"] is None for r in rows), task
+    assert all(r["response"] == (u["reference_text"] or u["asr_text"]) for u in utts for r in inst
+               if r["task"] == "asr" and r["utterance_id"] == u["id"])
     # ASR pseudo-labels with WER against the reference transcripts
     with_ref = [u for u in utts if u["reference_text"]]
     assert with_ref and all(u["wer"] is not None for u in with_ref)

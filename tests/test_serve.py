@@ -37,7 +37,7 @@ def test_deploy_and_run_dataset_through_server_and_worker(corpus, tmp_path):
             assert time.time() < deadline, "".join(log)
         prefect = [sys.executable, "-m", "prefect"]
         ls = subprocess.run(prefect + ["deployment", "ls"], env=env, cwd=ROOT, capture_output=True, text=True)
-        assert "dataset/dataset-en" in ls.stdout and "tts/tts-en" in ls.stdout, ls.stdout + ls.stderr
+        assert all(d in ls.stdout for d in ("dataset/dataset-en", "tts/tts-en", "train/train-en")), ls.stdout + ls.stderr
         manifest = tmp_path / "m.jsonl"
         manifest.write_text(json.dumps({"path": str(corpus / "audio" / "s3.ogg")}) + "\n" + json.dumps({"path": str(corpus / "audio" / "notes.txt")}) + "\n")
         params = {"input": str(manifest), "output_dir": str(tmp_path / "out"), "report": False,
