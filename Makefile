@@ -46,9 +46,11 @@ $(VENV)/.installed: $(VENV)/bin/python requirements/base.txt requirements/constr
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -r requirements/base.txt -c requirements/constraints.txt
 	$(PIP) install -q --no-deps -r requirements/nodeps.txt
+	# the registry's torchaudio 2.11 is a CUDA build: without its .so files it runs in pure-Python mode on CPU
+	rm -f $(VENV)/lib/python*/site-packages/torchaudio/lib/*.so
 	$(PIP) install -q --no-deps --no-index --find-links $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
 	$(PIP) install -q --no-deps -e .
-	$(PY) -c "import torch, llama_cpp, faster_whisper, piper, prefect, datasets; assert torch.__version__.startswith('2.13.0') and '+cpu' in torch.__version__, torch.__version__"
+	$(PY) -c "import torch, torchaudio, llama_cpp, faster_whisper, whisper, piper, prefect, datasets, transformers, speechbrain, pyannote.audio; assert torch.__version__.startswith('2.13.0') and '+cpu' in torch.__version__, torch.__version__"
 	touch $@
 
 $(WHEELS)/.llama-cpp-python-$(LLAMA_CPP_VERSION): | $(VENV)/bin/python

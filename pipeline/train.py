@@ -165,8 +165,8 @@ def build_examples(data_dir: Path, cfg: TrainConfig) -> tuple[list[Example], dic
                                     transcript, meta={"reference_source": src}, kind="asr"))
         if "labels" in cfg.tasks:
             for lt in cfg.label_tasks:
-                if not lt.field:
-                    continue
+                if not lt.field or ((u["id"], lt.name) in inst_tasks and lt.name in cfg.tasks):
+                    continue  # the llm stage's templated row of this task is used instead
                 value, src = _label_value(u, lt.field), lt.field
                 if value is None:
                     value, src = _label_value(u, lt.fallback_field), lt.fallback_field
