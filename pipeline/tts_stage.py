@@ -61,7 +61,9 @@ class Synthesize:
                 "messages": messages(prompt, r.output.strip()), "text_source": "corpus",
                 "engine": self.backend.name, "model_id": voice, "voice": voice,
                 "tts_settings_json": json.dumps({"length_scale": length_scale, "pitch_shift_semitones": semitones,
-                                                "target_lufs": self.cfg.target_lufs, "spoken_text": text, "speak": self.cfg.speak}),
+                                                "target_lufs": self.cfg.target_lufs, "spoken_text": text, "speak": self.cfg.speak,
+                                                # backend-specific voice settings (e.g. Kokoro style blend and speed)
+                                                **(self.backend.voice_settings(voice) if hasattr(self.backend, "voice_settings") else {})}),
                 "seed": stable_seed(self.seed, r.id),
             }))
         return self.gate(candidates, rejects)
