@@ -914,8 +914,6 @@ def _other(exs: list[Example], i: int) -> int:
 
 def evaluate(tr: TrainRun) -> dict:
     """Score the last checkpoint and the baselines on the test split -> metrics.json, predictions.jsonl."""
-    from rouge_score import rouge_scorer
-
     cfg = tr.cfg
     seed_everything(cfg.seed)
     last = eval_checkpoint(tr)
@@ -965,24 +963,9 @@ def evaluate(tr: TrainRun) -> dict:
     bar.close()
     seconds = time.time() - t0
     tr.timing("evaluate", seconds)
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     tasks = {}
     for task in sorted({p["task"] for p in preds}):
-        rows = [p for p in preds if p["task"] == task]
-        kinds = {p["kind"] for p in rows}
-        kind = "label_text" if "label_text" in kinds else rows[0]["kind"]
-        rows = [p for p in rows if p["kind"] == kind]  # label rows whose reference names no class are not scored
-        metric = {"label": "accuracy", "label_text": "accuracy", "asr": "wer", "generate": "rougeL_f1"}[kind]
-        scores = {}
-        for s in SYSTEMS:
-            if kind == "label":
-                scores[s] = float(np.mean([p[s] == p["reference"] for p in rows]))
-            elif kind == "label_text":
-                scores[s] = float(np.mean([p[f"{s}_class"] == p["reference"] for p in rows]))
-            elif kind == "asr":
-                scores[s] = corpus_wer([p["reference"] for p in rows], [p[s] for p in rows])
-            else:
-                scores[s] = float(np.mean([scorer.score(p["reference"], p[s])["rougeL"].fmeasure for p in rows]))
+        kind, metric, scores, rows = score_task([p for p in preds if p["task"] == task], SYSTEMS)
         higher = metric != "wer"
         entry = {"metric": metric, "higher_is_better": higher, "n": len(rows), "scores": {k: round(v, 4) for k, v in scores.items()}}
         if kind in ("label", "label_text"):
@@ -1019,6 +1002,30 @@ def evaluate(tr: TrainRun) -> dict:
     return metrics
 
 
+def score_task(rows: list[dict], systems) -> tuple[str, str, dict[str, float], list[dict]]:
+    """Score one task's prediction records for each system: accuracy for label tasks, corpus WER for asr,
+    mean ROUGE-L F1 for generated answers. Returns (kind, metric, {system: score}, the rows scored);
+    label rows whose reference names no class are not scored."""
+    from rouge_score import rouge_scorer
+
+    kinds = {p["kind"] for p in rows}
+    kind = "label_text" if "label_text" in kinds else rows[0]["kind"]
+    rows = [p for p in rows if p["kind"] == kind]
+    metric = {"label": "accuracy", "label_text": "accuracy", "asr": "wer", "generate": "rougeL_f1"}[kind]
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    scores = {}
+    for s in systems:
+        if kind == "label":
+            scores[s] = float(np.mean([p[s] == p["reference"] for p in rows]))
+        elif kind == "label_text":
+            scores[s] = float(np.mean([p[f"{s}_class"] == p["reference"] for p in rows]))
+        elif kind == "asr":
+            scores[s] = corpus_wer([p["reference"] for p in rows], [p[s] for p in rows])
+        else:
+            scores[s] = float(np.mean([scorer.score(p["reference"], p[s])["rougeL"].fmeasure for p in rows]))
+    return kind, metric, scores, rows
+
+
 def corpus_wer(refs: list[str], hyps: list[str]) -> float:
     import jiwer
 
@@ -1037,7 +1044,6 @@ def write_report(tr: TrainRun) -> Path:
     preds = [json.loads(x) for x in (tr.dir / "predictions.jsonl").read_text().splitlines() if x.strip()]
     _plot_loss(log, tr.dir / "loss.png")
     c, t, h = m["config"], m["timings_s"], m["training"]
-    fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
     lines = [f"# Speech LM training report ({m['language']})", "",
              f"DeSTA2-style: frozen Whisper encoder `{c['encoder']}` -> trainable {c['adapter']} adapter "
              f"({h['trainable_params']:,} parameters{', LoRA rank %d' % c['lora_rank'] if c['lora_rank'] else ''}) -> frozen LLM `{c['llm']}`.",
@@ -1073,17 +1079,7 @@ def write_report(tr: TrainRun) -> Path:
     ov = split["overlap"]
     lines += ["", "Overlap between splits: " + ("none (speakers/sources/texts and audio clips are disjoint)." if not any(ov.values())
                                                  else f"**{ov}**"), "",
-              "## Training", "", "![training loss](loss.png)", "",
-              f"Probe loss (fixed 16 training examples): {fmt(h.get('initial_probe_loss'))} -> {fmt(h.get('final_probe_loss'))}; "
-              f"validation loss: {fmt(h.get('initial_val_loss'))} -> {fmt(h.get('final_val_loss'))}.", ""]
-    ckpts = [r for r in log if "val_loss" in r]
-    if ckpts:
-        lines += ["| step | train loss | val loss |", "|---:|---:|---:|"] + [f"| {r['step']} | {r['loss']:.3f} | {fmt(r['val_loss'])} |" for r in ckpts]
-    lines += ["", "## Sample predictions", ""]
-    for task in sorted({p["task"] for p in preds}):
-        for p in [p for p in preds if p["task"] == task][:2]:
-            lines += [f"**{task}** `{p['id']}`", "", f"- reference: {_md(p['reference'])}"]
-            lines += [f"- {s}: {_md(p[s])}" for s in SYSTEMS] + [""]
+              *training_lines(h, log, preds, SYSTEMS)]
     grass = tr.dir / "grass" / "metrics.json"
     if grass.exists():  # the GRASS variant (pipeline/train_grass.py) was run on the same split
         from .train_grass import summary_lines
@@ -1100,6 +1096,26 @@ def write_report(tr: TrainRun) -> Path:
     out = tr.dir / "report.md"
     out.write_text("\n".join(lines))
     return out
+
+
+def fmt(v) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def training_lines(h: dict, log: list[dict], preds: list[dict], systems) -> list[str]:
+    """Report markdown: loss curve, probe/validation loss, the checkpoint table and two sample predictions per task."""
+    lines = ["## Training", "", "![training loss](loss.png)", "",
+             f"Probe loss (fixed 16 training examples): {fmt(h.get('initial_probe_loss'))} -> {fmt(h.get('final_probe_loss'))}; "
+             f"validation loss: {fmt(h.get('initial_val_loss'))} -> {fmt(h.get('final_val_loss'))}.", ""]
+    ckpts = [r for r in log if "val_loss" in r]
+    if ckpts:
+        lines += ["| step | train loss | val loss |", "|---:|---:|---:|"] + [f"| {r['step']} | {r['loss']:.3f} | {fmt(r['val_loss'])} |" for r in ckpts]
+    lines += ["", "## Sample predictions", ""]
+    for task in sorted({p["task"] for p in preds}):
+        for p in [p for p in preds if p["task"] == task][:2]:
+            lines += [f"**{task}** `{p['id']}`", "", f"- reference: {_md(p['reference'])}"]
+            lines += [f"- {s}: {_md(p[s])}" for s in systems] + [""]
+    return lines
 
 
 def _md(s: str) -> str:

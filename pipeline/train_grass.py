@@ -37,7 +37,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see pipeline/train.py (on
 
 import hashlib
 import json
-import math
 import random
 import shutil
 import time
@@ -548,7 +547,6 @@ def _predict(gr: GrassRun, model: GrassModel, exs: list[T.Example], systems: dic
 
 def evaluate(gr: GrassRun) -> dict:
     """Score the base model and the fine-tuned checkpoint (+ controls) on the test split -> grass/metrics.json."""
-    from rouge_score import rouge_scorer
     from safetensors.torch import load_file
 
     torch = _torch()
@@ -582,23 +580,9 @@ def evaluate(gr: GrassRun) -> dict:
                                   "model_shuffled_audio": [T._other(exs, i) for i in range(n)]}, recs[t], silence)
     gr.timing("evaluate", time.time() - t0)
     preds = [r for t in recs for r in recs[t]]
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     tasks = {}
     for task, rows in recs.items():
-        kinds = {p["kind"] for p in rows}
-        kind = "label_text" if "label_text" in kinds else rows[0]["kind"]
-        rows = [p for p in rows if p["kind"] == kind]  # label rows whose reference names no class are not scored
-        metric = {"label": "accuracy", "label_text": "accuracy", "asr": "wer", "generate": "rougeL_f1"}[kind]
-        scores = {}
-        for s in SYSTEMS:
-            if kind == "label":
-                scores[s] = float(np.mean([p[s] == p["reference"] for p in rows]))
-            elif kind == "label_text":
-                scores[s] = float(np.mean([p[f"{s}_class"] == p["reference"] for p in rows]))
-            elif kind == "asr":
-                scores[s] = T.corpus_wer([p["reference"] for p in rows], [p[s] for p in rows])
-            else:
-                scores[s] = float(np.mean([scorer.score(p["reference"], p[s])["rougeL"].fmeasure for p in rows]))
+        kind, metric, scores, rows = T.score_task(rows, SYSTEMS)
         higher = metric != "wer"
         better = (lambda a, b: a > b) if higher else (lambda a, b: a < b)
         entry = {"metric": metric, "higher_is_better": higher, "n": len(rows), "scores": {k: round(v, 4) for k, v in scores.items()},
@@ -641,7 +625,7 @@ def summary_lines(metrics_path: Path, desta: dict | None = None, link: str | Non
     """Markdown lines summarising a GRASS metrics.json (for its own report and for the DeSTA report)."""
     m = json.loads(Path(metrics_path).read_text())
     c, h = m["config"], m["training"]
-    fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+    fmt = T.fmt
     lines = [f"GRASS: Whisper `{c['whisper']}` with a frozen encoder ({h['frozen_encoder_params']:,} parameters) and a fine-tuned "
              f"decoder ({h['trainable_params']:,} parameters); text prompt as `<|startofprev|>` tokens: {c['use_prompt']}. "
              f"Trained {m['trained_steps']} steps (batch {c['batch_size']}, lr {c['lr']}, {c['device']}/{c['dtype']}); "
@@ -670,7 +654,6 @@ def write_report(gr: GrassRun) -> Path:
     preds = [json.loads(x) for x in (gr.dir / "predictions.jsonl").read_text().splitlines() if x.strip()]
     T._plot_loss(log, gr.dir / "loss.png")
     h = m["training"]
-    fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
     desta_path = gr.dir.parent / "metrics.json"
     desta = json.loads(desta_path.read_text()) if desta_path.exists() else None
     lines = [f"# GRASS variant: Whisper decoder fine-tuned on spoken instructions ({m['language']})", "",
@@ -680,17 +663,7 @@ def write_report(gr: GrassRun) -> Path:
              f"Decoding: {m['config']['decoding']}.", "",
              "Time (s): " + ", ".join(f"{k} {v}" for k, v in m["timings_s"].items()), "",
              "Split: " + ", ".join(f"{s} {n}" for s, n in m["split"].items()) + " examples (split.json; identical to the DeSTA run's).", "",
-             "## Training", "", "![training loss](loss.png)", "",
-             f"Probe loss (first 16 training examples): {fmt(h.get('initial_probe_loss'))} -> {fmt(h.get('final_probe_loss'))}; "
-             f"validation loss: {fmt(h.get('initial_val_loss'))} -> {fmt(h.get('final_val_loss'))}.", ""]
-    ckpts = [r for r in log if "val_loss" in r]
-    if ckpts:
-        lines += ["| step | train loss | val loss |", "|---:|---:|---:|"] + [f"| {r['step']} | {r['loss']:.3f} | {fmt(r['val_loss'])} |" for r in ckpts]
-    lines += ["", "## Sample predictions", ""]
-    for task in sorted({p["task"] for p in preds}):
-        for p in [p for p in preds if p["task"] == task][:2]:
-            lines += [f"**{task}** `{p['id']}`", "", f"- reference: {T._md(p['reference'])}"]
-            lines += [f"- {s}: {T._md(p[s])}" for s in SYSTEMS] + [""]
+             *T.training_lines(h, log, preds, SYSTEMS)]
     out = gr.dir / "report.md"
     out.write_text("\n".join(lines))
     return out

@@ -178,7 +178,11 @@ def test_openai_whisper_backend_random_checkpoint(tmp_path, clips):
     dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=2,
                            n_vocab=51865, n_text_ctx=448, n_text_state=64, n_text_head=2, n_text_layer=2)
     ckpt = tmp_path / "tiny-random.pt"
-    torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": Whisper(dims).state_dict()}, ckpt)
+    model = Whisper(dims)
+    # openai-whisper allocates the decoder's positional embedding with torch.empty (a real checkpoint overwrites it):
+    # uninitialised memory can hold NaN/inf, so give it values as training would start from
+    torch.nn.init.normal_(model.decoder.positional_embedding, std=0.02)
+    torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": model.state_dict()}, ckpt)
 
     cfg = ASRConfig(backend="openai-whisper", model=str(ckpt), batch_size=2, temperatures=[0.0, 0.5], best_of=2,
                     max_new_tokens=8)  # random weights loop until the limit, then fall back to sampling

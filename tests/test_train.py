@@ -45,8 +45,9 @@ def table(d: Path, name: str) -> list[dict]:
     return pq.ParquetDataset(files).read(columns=None).to_pylist() if files else []
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
+def build_corpus(tmp_path_factory, asr: bool = True):
+    """(profile, out): six espeak-ng speakers through ingest -> metadata -> asr (or passed through when
+    ``asr`` is False: the manifest gives the references) and three TTS instructions, exported."""
     from pipeline.config import load_profile
     from pipeline.export import export
     from pipeline.runner import Run, run_stage
@@ -63,14 +64,25 @@ def dataset(tmp_path_factory):
         "shard_size": 3, "tts.input": str(d / "texts.jsonl"), "tts.backend": "espeak-ng", "tts.voices": ["en-us"],
         "tts.length_scales": [1.0], "tts.gate_max_wer": None, **TRAIN})
     run = Run(profile, out)
-    for stage in ("ingest", "metadata", "asr", "tts"):
+    for stage in ("ingest", "metadata"):
         run_stage(run, stage, progress=False)
+    if asr:
+        run_stage(run, "asr", progress=False)
+    else:
+        for k in run.shard_ids("asr"):
+            run.write_shard("asr", k, run.input_rows("asr", k), [])
+    run_stage(run, "tts", progress=False)
     for k in run.shard_ids("llm"):  # LLM stage skipped: no description/qa rows
         run.write_shard("llm", k, [], [])
     export(run)
     assert len(table(out / "en", "utterances")) == len(SPEAKERS)
     assert len(table(out / "en", "instructions")) == len(TEXTS)
     return profile, out
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return build_corpus(tmp_path_factory)
 
 
 def train_run(dataset, **overrides):

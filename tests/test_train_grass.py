@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import espeak
-from .test_train import SPEAKERS, TEXTS, TRAIN, table
+from .test_train import SPEAKERS, TEXTS, TRAIN, build_corpus
 
 GRASS = {"lr": 1e-3, "max_steps": 4, "checkpoint_every": 2}  # tiny random decoder: a high lr shows learning in 4 steps
 
@@ -47,34 +46,8 @@ def whisper_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    """<out>/en with utterances/ and instructions/ shards: ingest -> metadata -> (asr passed through) -> tts -> export."""
-    from pipeline.config import load_profile
-    from pipeline.export import export
-    from pipeline.runner import Run, run_stage
-
-    d = tmp_path_factory.mktemp("grass_corpus")
-    rows = []
-    for i, (voice, gender, text) in enumerate(SPEAKERS):
-        espeak(text, voice, d / f"u{i}.wav", speed=165)
-        rows.append({"path": f"u{i}.wav", "text": text, "speaker": f"espeak-{voice}", "labels": {"gender": gender}})
-    (d / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (d / "texts.jsonl").write_text("".join(json.dumps(t) + "\n" for t in TEXTS))
-    out = tmp_path_factory.mktemp("grass_data")
-    profile = load_profile("en", input=str(d / "manifest.jsonl"), **{
-        "shard_size": 3, "tts.input": str(d / "texts.jsonl"), "tts.backend": "espeak-ng", "tts.voices": ["en-us"],
-        "tts.length_scales": [1.0], "tts.gate_max_wer": None, **TRAIN})
-    run = Run(profile, out)
-    for stage in ("ingest", "metadata"):
-        run_stage(run, stage, progress=False)
-    for k in run.shard_ids("asr"):  # no ASR transcripts: the references come from the manifest
-        run.write_shard("asr", k, run.input_rows("asr", k), [])
-    run_stage(run, "tts", progress=False)
-    for k in run.shard_ids("llm"):  # LLM stage skipped: no description/qa rows
-        run.write_shard("llm", k, [], [])
-    export(run)
-    assert len(table(out / "en", "utterances")) == len(SPEAKERS)
-    assert len(table(out / "en", "instructions")) == len(TEXTS)
-    return out / "en"
+    """<out>/en with utterances/ and instructions/ shards (tests/test_train.py's corpus, ASR passed through)."""
+    return build_corpus(tmp_path_factory, asr=False)[1] / "en"
 
 
 def profile():

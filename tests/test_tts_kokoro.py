@@ -21,8 +21,9 @@ from pipeline.tts import (
     TTSError,
     espeak_to_kokoro,
     load_tts,
-    resample,
 )
+
+from .test_tts import _transcribe, _wer, whisper  # noqa: F401 (whisper: the shared ASR fixture)
 
 FOX = "The quick brown fox jumps over the lazy dog."
 STYLES = ["jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"]
@@ -48,29 +49,6 @@ def kokoro() -> KokoroBackend:
     return KokoroBackend(voices=[*STYLES, "jf_alpha*0.5+jm_kumo*0.5"])
 
 
-@pytest.fixture(scope="module")
-def whisper():
-    from faster_whisper import WhisperModel
-
-    from pipeline.models import resolve
-
-    return WhisperModel(resolve("embedded:whisper-base-ct2"), device="cpu", compute_type="int8", cpu_threads=2)
-
-
-def _words(text: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"[^\w\s']", " ", text.lower())).strip()
-
-
-def _wer(ref: str, hyp: str) -> float:
-    import jiwer
-
-    return float(jiwer.wer(_words(ref), _words(hyp) or "<empty>"))
-
-
-def _transcribe(model, audio: np.ndarray, sr: int) -> str:
-    segs, _ = model.transcribe(resample(audio, sr, 16000), language="en", beam_size=1, vad_filter=False,
-                               condition_on_previous_text=False)
-    return " ".join(s.text.strip() for s in segs)
 
 
 # ------------------------------------------------------------------------------------------- phonemes
