@@ -60,14 +60,6 @@ def cmd_tts(a) -> int:
     return 0
 
 
-def cmd_train(a) -> int:
-    _prefect_env()
-    from flows.train import train
-
-    print(json.dumps(train(lang=a.lang, output_dir=a.output_dir), default=str))
-    return 0
-
-
 def cmd_serve(a) -> int:
     from . import ROOT
 
@@ -108,6 +100,11 @@ def cmd_report(a) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:  # all of pipeline.train's options (--variant grass, --set, --overwrite, --no-prefect ...)
+        from .train import main as train_main
+
+        return train_main(argv[1:])
     ap = argparse.ArgumentParser(prog="speechinstruct", description="Speech-instruction training data from speech and text corpora.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("dataset", help="build the dataset for a language profile (make dataset LANG=xx)")
@@ -126,10 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--overwrite", action="store_true")
     t.add_argument("--no-report", action="store_true")
     t.set_defaults(fn=cmd_tts)
-    tr = sub.add_parser("train", help="train + score a small speech LM on <output-dir>/<lang> (make train LANG=xx)")
-    tr.add_argument("--lang", required=True)
-    tr.add_argument("--output-dir")
-    tr.set_defaults(fn=cmd_train)
+    sub.add_parser("train", help="train + score a small speech LM on <output-dir>/<lang> (make train LANG=xx); "
+                   "options: python -m pipeline train --help")
     sv = sub.add_parser("serve", help="local Prefect server + work pool + deployments + worker (make serve)")
     sv.set_defaults(fn=cmd_serve)
     m = sub.add_parser("models", help="embedded model cache")

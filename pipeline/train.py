@@ -1180,7 +1180,7 @@ def yaml_value(v: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.train", description="Train and score a DeSTA2-style speech LM on the shards.")
+    ap = argparse.ArgumentParser(prog="python -m pipeline train", description="Train and score a DeSTA2-style speech LM on the shards.")
     ap.add_argument("--lang", required=True, help="language profile (config/profiles/<lang>.yaml)")
     ap.add_argument("--profile", help="explicit profile YAML")
     ap.add_argument("--output-dir", help="output root: reads <output-dir>/<lang>/, writes <output-dir>/<lang>/train/")

@@ -70,3 +70,13 @@ def test_prefect_dataset_flow_runs_every_stage_subflow(corpus, tmp_path):
     assert (tmp_path / "out" / "en" / "report.html").stat().st_size > 10_000
     for stage in ("ingest", "metadata", "asr", "llm", "tts"):  # one progress bar per stage subflow, with rows/s
         assert re.search(rf"{stage}: 100%.*1/1 .*rows=\d+.*rows_per_s=", r.stderr), (stage, r.stderr[-3000:])
+
+
+def test_cli_train_mirrors_pipeline_train():
+    """`python -m pipeline train` (what `make train` runs) takes every option of pipeline.train."""
+    run = lambda *a: subprocess.run([sys.executable, "-m", "pipeline", "train", *a], cwd=ROOT, capture_output=True,
+                                    text=True, env=env_for_subprocess())
+    h = run("--help")
+    assert h.returncode == 0 and all(o in h.stdout for o in ("--variant", "--whisper", "--overwrite", "--no-prefect", "--set"))
+    r = run("--lang", "zz", "--no-prefect")
+    assert r.returncode == 2 and "zz" in r.stderr and "en" in r.stderr
