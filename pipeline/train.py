@@ -774,20 +774,7 @@ def fit(tr: TrainRun) -> dict:
     log_path = tr.dir / "train_log.jsonl"
     last = tr.last_checkpoint()
     if last is not None:
-        meta = json.loads((last / "meta.json").read_text())
-        if meta["config_digest"] != tr.config_digest() or meta["data_digest"] != tr.data_digest():
-            raise TrainError(f"{last} was trained with another model config or data (digests {meta['config_digest']}/"
-                             f"{meta['data_digest']} vs {tr.config_digest()}/{tr.data_digest()}); "
-                             "pass --overwrite or use another --output-dir")
-        from safetensors.torch import load_file
-
-        model.load_state(load_file(str(last / "adapter.safetensors")))
-        state = torch.load(last / "trainer_state.pt", weights_only=False)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
-        np.random.set_state(state["numpy_rng"])
+        meta = resume_checkpoint(tr, last, model, opt, sched, "adapter.safetensors", "model config")
         step = resumed_from = meta["step"]
         history = meta.get("history", {})
         _truncate_log(log_path, step)
@@ -867,8 +854,10 @@ def eval_checkpoint(tr: TrainRun) -> Path | None:
     return tr.last_checkpoint()
 
 
-def save_checkpoint(tr: TrainRun, model: SpeechLM, opt, sched, step: int, history: dict) -> Path:
-    """Trainable weights (safetensors) + optimizer/RNG state, written to a temp dir then renamed."""
+def save_checkpoint(tr: TrainRun, model, opt, sched, step: int, history: dict, weights: str = "adapter.safetensors",
+                    weights_meta: dict | None = None, extra_meta: dict | None = None) -> Path:
+    """Trainable weights (safetensors) + optimizer/RNG state, written to a temp dir then renamed; older
+    checkpoints beyond keep_checkpoints are removed. Shared by the DeSTA and GRASS runs."""
     torch = _torch()
     from safetensors.torch import save_file
 
@@ -877,16 +866,39 @@ def save_checkpoint(tr: TrainRun, model: SpeechLM, opt, sched, step: int, histor
     tmp = tr.ckpt_dir / f".tmp-step-{step:06d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file(model.state(), str(tmp / "adapter.safetensors"), metadata={"step": str(step), "llm": tr.cfg.llm, "encoder": tr.cfg.encoder})
+    meta = weights_meta if weights_meta is not None else {"llm": tr.cfg.llm, "encoder": tr.cfg.encoder}
+    save_file(model.state(), str(tmp / weights), metadata={"step": str(step), **meta})
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(),
                 "python_rng": random.getstate(), "numpy_rng": np.random.get_state()}, tmp / "trainer_state.pt")
     (tmp / "meta.json").write_text(json.dumps({"step": step, "config_digest": tr.config_digest(), "data_digest": tr.data_digest(),
-                                               "history": history, "train_config": tr.cfg.model_dump()}, indent=1))
+                                               "history": history, **(extra_meta or {}),
+                                               "train_config": tr.cfg.model_dump()}, indent=1))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     for old in tr.checkpoints()[: -max(1, tr.cfg.keep_checkpoints)]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def resume_checkpoint(tr: TrainRun, last: Path, model, opt, sched, weights: str, trained_with: str) -> dict:
+    """Load a checkpoint written by save_checkpoint into model/optimizer/scheduler and restore the RNGs;
+    refuses one made with another config or data. Returns its meta.json."""
+    torch = _torch()
+    from safetensors.torch import load_file
+
+    meta = json.loads((last / "meta.json").read_text())
+    if meta["config_digest"] != tr.config_digest() or meta["data_digest"] != tr.data_digest():
+        raise TrainError(f"{last} was trained with another {trained_with} or data (digests {meta['config_digest']}/"
+                         f"{meta['data_digest']} vs {tr.config_digest()}/{tr.data_digest()}); "
+                         "pass --overwrite or use another --output-dir")
+    model.load_state(load_file(str(last / weights)))
+    state = torch.load(last / "trainer_state.pt", weights_only=False)
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    random.setstate(state["python_rng"])
+    np.random.set_state(state["numpy_rng"])
+    return meta
 
 
 # ==== evaluation =====================================================================================

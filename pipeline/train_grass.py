@@ -37,7 +37,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see pipeline/train.py (on
 
 import hashlib
 import json
-import random
 import shutil
 import time
 from contextlib import nullcontext
@@ -393,26 +392,9 @@ def mean_loss(gr: GrassRun, model: GrassModel, examples: list[T.Example], bs: in
 
 
 def save_checkpoint(gr: GrassRun, model: GrassModel, opt, sched, step: int, history: dict) -> Path:
-    """Decoder weights (safetensors) + optimizer/RNG state, written to a temp dir then renamed."""
-    torch = _torch()
-    from safetensors.torch import save_file
-
-    gr.ckpt_dir.mkdir(parents=True, exist_ok=True)
-    final = gr.ckpt_dir / f"step-{step:06d}"
-    tmp = gr.ckpt_dir / f".tmp-step-{step:06d}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file(model.state(), str(tmp / "decoder.safetensors"), metadata={"step": str(step), "whisper": gr.grass.whisper})
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(),
-                "python_rng": random.getstate(), "numpy_rng": np.random.get_state()}, tmp / "trainer_state.pt")
-    (tmp / "meta.json").write_text(json.dumps({"step": step, "config_digest": gr.config_digest(), "data_digest": gr.data_digest(),
-                                               "history": history, "grass_config": gr.grass.model_dump(),
-                                               "train_config": gr.cfg.model_dump()}, indent=1))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    for old in gr.checkpoints()[: -max(1, gr.cfg.keep_checkpoints)]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
+    """Decoder weights + optimizer/RNG state (pipeline.train.save_checkpoint)."""
+    return T.save_checkpoint(gr, model, opt, sched, step, history, weights="decoder.safetensors",
+                             weights_meta={"whisper": gr.grass.whisper}, extra_meta={"grass_config": gr.grass.model_dump()})
 
 
 def fit(gr: GrassRun, steps: int | None = None) -> dict:
@@ -434,22 +416,9 @@ def fit(gr: GrassRun, steps: int | None = None) -> dict:
     log_path = gr.dir / "train_log.jsonl"
     last = gr.last_checkpoint()
     if last is not None:
-        meta = json.loads((last / "meta.json").read_text())
-        if meta["config_digest"] != gr.config_digest() or meta["data_digest"] != gr.data_digest():
-            raise T.TrainError(f"{last} was trained with another Whisper/prompt format or data (digests {meta['config_digest']}/"
-                               f"{meta['data_digest']} vs {gr.config_digest()}/{gr.data_digest()}); "
-                               "pass --overwrite or use another --output-dir")
-        from safetensors.torch import load_file
-
-        model.load_state(load_file(str(last / "decoder.safetensors")))
-        state = torch.load(last / "trainer_state.pt", weights_only=False)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        meta = T.resume_checkpoint(gr, last, model, opt, sched, "decoder.safetensors", "Whisper/prompt format")
         for g, base in zip(opt.param_groups, sched.base_lrs):  # the schedule of this run's max_steps (may have grown)
             g["lr"] = base * sched.lr_lambdas[0](sched.last_epoch)
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
-        np.random.set_state(state["numpy_rng"])
         step = resumed_from = meta["step"]
         history = meta.get("history", {})
         T._truncate_log(log_path, step)
