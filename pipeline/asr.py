@@ -109,6 +109,12 @@ def split_segments(tokens: Sequence[int], timestamp_begin: int, eot: int, decode
     return out
 
 
+def _last_resort(cands: list, cfg: ASRConfig, cr=lambda c: c[3], logprob=lambda c: c[0]):
+    """Every temperature failed: the most likely candidate that is not too repetitive (else the most likely)."""
+    ok = [c for c in cands if cr(c) <= cfg.compression_ratio_threshold] or cands
+    return max(ok, key=logprob)
+
+
 def _needs_fallback(cr: float, avg_logprob: float, no_speech: float | None, cfg: ASRConfig) -> bool:
     """Whisper's temperature-fallback rule: too repetitive or too unlikely, unless it is silence."""
     bad = cr > cfg.compression_ratio_threshold or avg_logprob < cfg.logprob_threshold
@@ -292,9 +298,8 @@ class FasterWhisperBackend:
                 else:
                     best[i] = cands[i][-1]
             todo = nxt
-        for i in todo:  # every temperature failed: the most likely result that is not too repetitive
-            ok = [c for c in cands[i] if c[3] <= cfg.compression_ratio_threshold] or cands[i]
-            best[i] = max(ok, key=lambda c: c[0])
+        for i in todo:
+            best[i] = _last_resort(cands[i], cfg)
 
         segs: list[list[dict]] = []
         for i in range(n):
@@ -414,8 +419,7 @@ class OpenAIWhisperBackend:
                         best[i] = r
             todo = nxt
         for i in todo:
-            ok = [c for c in cands[i] if c.compression_ratio <= cfg.compression_ratio_threshold] or cands[i]
-            best[i] = max(ok, key=lambda c: c.avg_logprob)
+            best[i] = _last_resort(cands[i], cfg, cr=lambda c: c.compression_ratio, logprob=lambda c: c.avg_logprob)
 
         results = []
         for i in range(n):
@@ -543,8 +547,7 @@ class VLLMWhisperBackend:
                     best[i] = cands[i][-1]
             todo = nxt
         for i in todo:
-            ok = [c for c in cands[i] if c[3] <= cfg.compression_ratio_threshold] or cands[i]
-            best[i] = max(ok, key=lambda c: c[0])
+            best[i] = _last_resort(cands[i], cfg)
         results = []
         for i in range(n):
             segs = split_segments(best[i][1], self.ts_begin, self.eot, self._decode, len(audios[i]) / SAMPLE_RATE)
