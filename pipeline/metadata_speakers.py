@@ -131,6 +131,14 @@ def _hf_token(token: str | None) -> str | None:
     return token or os.environ.get("HF_TOKEN") or os.environ.get("HUGGINGFACE_TOKEN")
 
 
+def _from_pretrained(cls, name: str, token: str | None):
+    """pyannote ``Model`` / ``Pipeline`` by hub name or local path (None from pyannote means gated or missing)."""
+    obj = cls.from_pretrained(name, token=_hf_token(token))
+    if obj is None:
+        raise RuntimeError(f"could not load {name} (gated model: set HF_TOKEN)")
+    return obj
+
+
 class PyannoteSegmentationSpeakers:
     """Batched powerset segmentation (pyannote/segmentation-3.0 style) over all clips of a batch."""
 
@@ -142,10 +150,7 @@ class PyannoteSegmentationSpeakers:
         if isinstance(model, str):
             from pyannote.audio import Model
 
-            name = model
-            model = Model.from_pretrained(model, token=_hf_token(token))
-            if model is None:
-                raise RuntimeError(f"could not load {name} (gated model: set HF_TOKEN)")
+            name, model = model, _from_pretrained(Model, model, token)
         else:
             name = getattr(model, "name", None) or type(model).__name__
         self.model = model.to(torch.device(device)).eval()
@@ -217,10 +222,7 @@ class PyannoteDiarizationSpeakers:
         if isinstance(pipeline, str):
             from pyannote.audio import Pipeline
 
-            name = pipeline
-            pipeline = Pipeline.from_pretrained(pipeline, token=_hf_token(token))
-            if pipeline is None:
-                raise RuntimeError(f"could not load {name} (gated model: set HF_TOKEN)")
+            name, pipeline = pipeline, _from_pretrained(Pipeline, pipeline, token)
             pipeline.to(torch.device(device))
         else:
             name = type(pipeline).__name__
