@@ -20,7 +20,7 @@ help:
 	@echo "make tts LANG=<profile>     speak the profile's text instruction corpus only"
 	@echo "make train LANG=<profile>   train + score a small speech LM on data/<LANG>"
 	@echo "make serve                  local Prefect server + work pool + deployments + worker (loopback)"
-	@echo "make test                   run the tests"
+	@echo "make test                   import contract (lint-imports) + the tests"
 	@echo "make bench                  benchmarks (bench/*.py)"
 
 setup: system-deps $(VENV)/.installed
@@ -76,6 +76,7 @@ serve:
 	PY=$(PY) scripts/serve.sh
 
 test:
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench:

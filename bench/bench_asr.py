@@ -33,10 +33,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.asr import ASRResult, load_asr, summarize_wer  # noqa: E402
-from pipeline.audio import decode_bytes, load  # noqa: E402
-from pipeline.config import ASRConfig  # noqa: E402
-from pipeline.textnorm import normalize  # noqa: E402
+from pipeline.backends.asr import load_asr  # noqa: E402
+from pipeline.backends.asr.base import ASRResult  # noqa: E402
+from pipeline.core.audio import decode_bytes, load  # noqa: E402
+from pipeline.core.config import ASRConfig  # noqa: E402
+from pipeline.core.text import normalize  # noqa: E402
+from pipeline.quality.asr_filters import summarize_wer  # noqa: E402
 
 
 def sample_clips() -> tuple[list[np.ndarray], list[str | None], list[str]]:

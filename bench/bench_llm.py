@@ -28,10 +28,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.config import LLMConfig  # noqa: E402
-from pipeline.generate import seed_description  # noqa: E402
-from pipeline.llm import ChatRequest, load_llm, local_llama_server  # noqa: E402
-from pipeline.prompts import lines, render  # noqa: E402
+from pipeline.backends.llm import load_llm  # noqa: E402
+from pipeline.backends.llm.base import ChatRequest  # noqa: E402
+from pipeline.backends.llm.llama_server import local_llama_server  # noqa: E402
+from pipeline.core.config import LLMConfig  # noqa: E402
+from pipeline.core.prompts import lines, render  # noqa: E402
+from pipeline.stages.llm.seed import seed_description  # noqa: E402
 
 TRANSCRIPTS = [
     "The museum opens at nine in the morning and closes at six on weekdays.",
@@ -103,11 +105,11 @@ def throughput(a) -> None:
 def quality(a) -> None:
     import pyarrow.parquet as pq
 
-    from pipeline.generate import Generate
+    from pipeline.stages.llm.stage import LlmStage
 
     cfg = LLMConfig(model=a.model, n_threads=a.threads, n_qa=a.n_qa, max_tokens=a.max_tokens, retries=a.retries)
     eng = load_llm(cfg)
-    gen = Generate(cfg, eng, "bench")
+    gen = LlmStage(cfg, eng, "bench")
     rows_by_task, rejects, n_utts = collections.Counter(), [], 0
     kept = []
     t0 = time.perf_counter()

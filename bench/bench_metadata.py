@@ -1,4 +1,5 @@
-"""Accuracy and speed of pipeline.metadata on synthetic known-truth audio.
+"""Accuracy and speed of the metadata estimators (pipeline.stages.metadata.MetadataEstimator and the
+backends in pipeline.backends.metadata) on synthetic known-truth audio.
 
     python bench/bench_metadata.py                 # all voices x 6 sentences (~1 min on 2 cores)
     python bench/bench_metadata.py --sentences 2   # quicker
@@ -35,8 +36,10 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.config import MetadataConfig  # noqa: E402
-from pipeline.metadata import MetadataEstimator, integrated_loudness, wada_snr  # noqa: E402
+from pipeline.core.config import MetadataConfig  # noqa: E402
+from pipeline.backends.metadata.loudness import integrated_loudness  # noqa: E402
+from pipeline.backends.metadata.snr_wada import wada_snr  # noqa: E402
+from pipeline.stages.metadata import MetadataEstimator  # noqa: E402
 from tests.fixtures_metadata import synth as S  # noqa: E402
 
 SR = S.SR
@@ -76,7 +79,7 @@ def bench_snr(clips) -> None:
 
 
 def bench_pitch(est: MetadataEstimator, clips, pyin: bool) -> None:
-    from pipeline.metadata import pitch_pyin, pitch_yin
+    from pipeline.backends.metadata.pitch import pitch_pyin, pitch_yin
 
     fmin, fmax = est.cfg.pitch_fmin, est.cfg.pitch_fmax
     print("\n== Pitch: tones at known F0 (2 s; sine / 8-harmonic complex; clean, 10 dB and 5 dB white noise) ==")
@@ -167,8 +170,9 @@ def bench_speed(est: MetadataEstimator, clips, pyin: bool) -> None:
     dur = sum(a.size for a in audios) / SR
     print(f"\n== Speed: {len(audios)} utterances, {dur:.0f} s of 16 kHz audio "
           f"(mean {dur / len(audios):.1f} s), single-threaded ==")
-    parts = [("loudness", lambda a: est._loudness(a, SR)), ("snr", lambda a: est._snr(a, SR)),
-             ("pitch-yin", lambda a: est._pitch_stats(a, SR)), ("gender features", lambda a: est._gender_features(a, SR))]
+    e = est.estimators
+    parts = [("loudness", lambda a: e["loudness"].estimate(a, SR)), ("snr", lambda a: e["snr"].estimate(a, SR)),
+             ("pitch-yin", lambda a: e["pitch"].estimate(a, SR)), ("gender features", lambda a: e["gender"].features(a, SR))]
     for name, fn in parts:
         c = time.process_time()
         for a in audios:
@@ -213,8 +217,8 @@ def _espeak_at(text: str, voice: str, wpm: int) -> np.ndarray:
 
 
 def bench_rate(n_sentences: int) -> None:
-    from pipeline.metadata import speech_span
-    from pipeline.metadata_text import speaking_rate
+    from pipeline.backends.metadata.speech_span import speech_span
+    from pipeline.backends.metadata.text import speaking_rate
 
     texts = [s.rstrip("?.!").replace(",", "") for s in S.SENTENCES[:n_sentences]]
     print(f"\n== Speaking rate: espeak-ng -s 120/170/220 wpm, {len(RATE_VOICES)} voices x {len(texts)} sentences; "
@@ -250,7 +254,7 @@ def bench_speakers() -> None:
 
     import librosa
 
-    from pipeline.metadata_speakers import ResemblyzerSpeakers
+    from pipeline.backends.metadata.resemblyzer import ResemblyzerSpeakers
 
     print("\n== Number of speakers (Resemblyzer GE2E + AHC @0.70): concatenations of 1/2/3 voices, "
           "2 sentences each; singles also at 15 and 5 dB white noise ==")
@@ -275,7 +279,7 @@ def bench_speakers() -> None:
                 cases.append((1, snr, S.add_white_noise(a, snr, seed=snr)))
         dur = sum(a.size for *_, a in cases) / SR
         c = time.process_time()
-        got = [r["n_speakers"] for r in spk.count_batch([a for *_, a in cases], SR)]
+        got = [r["n_speakers"] for r in spk.predict_batch([a for *_, a in cases], SR)]
         cpu = time.process_time() - c
         print(f"  {name} ({', '.join(pool)}): {dur:.0f} s audio, {dur / cpu:.0f}x realtime (CPU, 1 thread)")
         for n in (1, 2, 3):
@@ -290,7 +294,7 @@ def bench_speakers() -> None:
 def bench_dnsmos(clips) -> None:
     from speechmos import dnsmos
 
-    from pipeline.metadata_models import DNSMOS
+    from pipeline.backends.metadata.dnsmos import DNSMOS
 
     audios = [np.clip(a, -1.0, 1.0) for *_, a in clips[:12]]  # speechmos (the reference) refuses overshoot
     dur = sum(a.size for a in audios) / SR

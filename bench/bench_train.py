@@ -63,18 +63,18 @@ def main() -> int:
     ap.add_argument("--speakers", type=int, default=40)
     ap.add_argument("--steps", type=int, default=120)
     ap.add_argument("--out", default="/tmp/bench_train")
-    ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="train config override (as in pipeline.train)")
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="train config override (as in python -m pipeline train)")
     a = ap.parse_args()
-    from pipeline import train as T
-    from pipeline.config import load_profile
-    from pipeline.export import export
-    from pipeline.runner import Run, run_stage
+    from pipeline.core.config import load_profile
+    from pipeline.dataset.export import export
+    from pipeline.run.runner import Run, run_stage
+    from pipeline.train.entry import parse_overrides, run_all
 
     out = Path(a.out)
     t0 = time.time()
     manifest = synth(out / "corpus", a.speakers)
     overrides = {"train.tasks": ["asr", "labels"], "train.max_steps": a.steps, "train.checkpoint_every": max(1, a.steps // 4),
-                 "train.max_new_tokens": 32, **T.parse_overrides(a.set)}
+                 "train.max_new_tokens": 32, **parse_overrides(a.set)}
     profile = load_profile("en", input=str(manifest), **{"shard_size": 8, **overrides})
     profile = profile.model_copy(update={"tts": profile.tts.model_copy(update={"input": None})})  # no TTS rows
     run = Run(profile, out / "data")
@@ -87,7 +87,7 @@ def main() -> int:
         if not run.part("llm", k).exists():
             run.write_shard("llm", k, [], [])
     export(run)
-    res = T.run_all(profile, str(out / "data"))
+    res = run_all(profile, str(out / "data"))
     m = json.loads((out / "data" / "en" / "train" / "metrics.json").read_text())
     print(json.dumps({"speakers": a.speakers, "steps": a.steps, "split": m["split"], "tasks": m["tasks"],
                       "timings_s": {**timings, **m["timings_s"]}, "report": res["report"]}, indent=1))

@@ -17,11 +17,11 @@ import tempfile
 import time
 
 from pipeline import ROOT
-from pipeline.asr import load_asr
-from pipeline.config import ASRConfig, TTSConfig
-from pipeline.textcorpus import read_corpus
-from pipeline.tts import TTSError
-from pipeline.tts_stage import Synthesize
+from pipeline.backends.asr import load_asr
+from pipeline.core.config import ASRConfig, TTSConfig
+from pipeline.recipes.text import read_corpus
+from pipeline.backends.tts.base import TTSError
+from pipeline.stages.tts import TtsStage
 
 KOKORO_VOICES = ["jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo", "jf_alpha*0.5+jm_kumo*0.5"]
 
@@ -38,7 +38,7 @@ def configs(names: list[str], tmp: str) -> dict[str, TTSConfig | str]:
             out[name] = TTSConfig(backend="kokoro", voices=KOKORO_VOICES)
         elif name == "coqui":
             try:
-                from pipeline.tts import coqui_random_vits
+                from pipeline.backends.tts.coqui_testing import coqui_random_vits
 
                 d = coqui_random_vits(f"{tmp}/vits", ["s1", "s2", "s3"], size="full")
                 out["coqui*"] = TTSConfig(backend="coqui", coqui_model=str(d), voices=["s1", "s2", "s3"], gate_max_wer=None)
@@ -52,7 +52,7 @@ def configs(names: list[str], tmp: str) -> dict[str, TTSConfig | str]:
 def run(label: str, cfg: TTSConfig, texts: list[dict], asr) -> tuple[str, dict]:
     t0 = time.perf_counter()
     try:
-        stage = Synthesize(cfg, "bench", 1, "en", asr=asr if cfg.gate_max_wer is not None else None)
+        stage = TtsStage(cfg, "bench", 1, "en", asr=asr if cfg.gate_max_wer is not None else None)
     except (TTSError, ImportError) as e:
         return f"{label:24s} skipped: {e}", {}
     load_s = time.perf_counter() - t0

@@ -1,6 +1,6 @@
 """`dataset` parent flow with one subflow per stage; each shard of a stage is one mapped task.
 
-Flows only wire stages: the work is pipeline.runner.process_shard / pipeline.export.export.
+Flows only wire stages: the work is pipeline.run.runner.process_shard / pipeline.dataset.export.export.
 Shard tasks run on the profile's task runner (thread pool by default, a local or remote Dask
 cluster with ``orchestration.task_runner: dask``); a model is loaded once per worker process.
 """
@@ -18,10 +18,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 from tqdm.auto import tqdm
 
-from pipeline.config import Profile, load_profile
-from pipeline.runner import PREVIOUS, Run, process_shard
-
-STAGE_ORDER = ("ingest", "metadata", "asr", "llm", "tts")
+from pipeline.core.config import Profile, load_profile
+from pipeline.run.runner import STAGES as STAGE_ORDER
+from pipeline.run.runner import Run, previous, process_shard
 
 
 def task_runner(profile: Profile):
@@ -47,7 +46,7 @@ def shard_cache_key(context, parameters) -> str | None:
     out = run.part(stage, k)
     if not out.exists():
         return None
-    src = run.part(PREVIOUS[stage], k) if stage in PREVIOUS else None
+    src = run.part(previous(stage), k) if previous(stage) else None
     items = [profile.digest(), stage, str(k), str(run.dir), _fingerprint(out), _fingerprint(src) if src and src.exists() else "-"]
     return hashlib.sha256("|".join(items).encode()).hexdigest()
 
@@ -95,14 +94,10 @@ STAGE_FLOWS = {s: _stage_flow(s) for s in STAGE_ORDER}
 @flow(name="shards", log_prints=True)
 def shards_flow(profile: Profile, output_dir: str | None = None, report: bool = True,
                 stage_summaries: list[dict] | None = None) -> dict:
-    from pipeline.export import export
+    from pipeline.dataset.export import finish
 
     run = Run(profile, output_dir)
-    manifest = export(run)
-    if report:
-        from pipeline.report import write_report
-
-        write_report(run.dir)
+    manifest = finish(run, report)
     rows = {t: v["rows"] for t, v in manifest["tables"].items()}
     create_table_artifact(key=f"stages-{profile.language}", table=stage_summaries or [], description="per-stage counts and throughput")
     reasons = "\n".join(f"| {k} | {v} |" for k, v in manifest["reject_reasons"].items()) or "| (none) | 0 |"

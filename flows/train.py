@@ -1,7 +1,7 @@
 """`train` flow: speech LM on the produced shards (prepare -> features -> fit -> evaluate -> report).
 
-Flows only wire: every task calls a pipeline.train function. Tasks hand each other nothing but
-small summaries; the state (split, feature cache, checkpoints, metrics) lives in
+Flows only wire: every task calls a pipeline.train function (pipeline.train.grass for ``variant="grass"``).
+Tasks hand each other nothing but small summaries; the state (split, feature cache, checkpoints, metrics) lives in
 <output_dir>/<lang>/train/, so a rerun resumes from the last checkpoint.
 """
 from __future__ import annotations
@@ -10,52 +10,56 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
-from pipeline import train as T
-from pipeline.config import load_profile
+from pipeline.core.config import load_profile
+from pipeline.train.evaluate import evaluate
+from pipeline.train.loop import fit
+from pipeline.train.report import write_report
+from pipeline.train.run import TrainRun, compute_features, prepare
 
 
-def _run(lang: str, output_dir: str | None, data_dir: str | None, overrides: dict | None, overwrite: bool = False) -> T.TrainRun:
-    return T.TrainRun(load_profile(lang, **(overrides or {})), output_dir, data_dir, overwrite)
+def _run(lang: str, output_dir: str | None, data_dir: str | None, overrides: dict | None, overwrite: bool = False) -> TrainRun:
+    return TrainRun(load_profile(lang, **(overrides or {})), output_dir, data_dir, overwrite)
 
 
 @task(name="train-prepare")
 def prepare_task(lang: str, output_dir: str | None, data_dir: str | None, overrides: dict | None, overwrite: bool) -> dict:
-    return T.prepare(_run(lang, output_dir, data_dir, overrides, overwrite))
+    return prepare(_run(lang, output_dir, data_dir, overrides, overwrite))
 
 
 @task(name="train-features", retries=1, retry_delay_seconds=2)
 def features_task(lang: str, output_dir: str | None, data_dir: str | None, overrides: dict | None) -> dict:
-    return T.compute_features(_run(lang, output_dir, data_dir, overrides))
+    return compute_features(_run(lang, output_dir, data_dir, overrides))
 
 
 @task(name="train-fit", retries=1, retry_delay_seconds=2)  # a retry resumes from the last checkpoint
 def fit_task(lang: str, output_dir: str | None, data_dir: str | None, overrides: dict | None) -> dict:
-    return T.fit(_run(lang, output_dir, data_dir, overrides))
+    return fit(_run(lang, output_dir, data_dir, overrides))
 
 
 @task(name="train-evaluate")
 def evaluate_task(lang: str, output_dir: str | None, data_dir: str | None, overrides: dict | None) -> dict:
-    m = T.evaluate(_run(lang, output_dir, data_dir, overrides))
+    m = evaluate(_run(lang, output_dir, data_dir, overrides))
     return {"tasks": {k: v["scores"] for k, v in m["tasks"].items()}, "label_tasks_beat_no_audio": m["label_tasks_beat_no_audio"]}
 
 
 @task(name="train-report")
 def report_task(lang: str, output_dir: str | None, data_dir: str | None, overrides: dict | None) -> str:
-    return str(T.write_report(_run(lang, output_dir, data_dir, overrides)))
+    return str(write_report(_run(lang, output_dir, data_dir, overrides)))
 
 
 @task(name="train-grass-prepare")
 def grass_prepare_task(lang: str, output_dir: str | None, data_dir: str | None, overrides: dict | None, overwrite: bool,
                        whisper: str | None, grass: dict | None) -> dict:
-    from pipeline import train_grass as G
+    from pipeline.train.grass.run import GrassRun
+    from pipeline.train.grass.run import prepare as grass_prepare
 
-    return G.prepare(G.GrassRun(load_profile(lang, **(overrides or {})), output_dir, data_dir, overwrite, grass, whisper=whisper))
+    return grass_prepare(GrassRun(load_profile(lang, **(overrides or {})), output_dir, data_dir, overwrite, grass, whisper=whisper))
 
 
 @task(name="train-grass", retries=1, retry_delay_seconds=2)  # a retry resumes from the last checkpoint
 def grass_task(lang: str, output_dir: str | None, data_dir: str | None, overrides: dict | None, whisper: str | None,
                grass: dict | None) -> dict:
-    from pipeline.train_grass import run_grass
+    from pipeline.train.grass.entry import run_grass
 
     return run_grass(load_profile(lang, **(overrides or {})), output_dir, data_dir, whisper=whisper, grass=grass)
 
@@ -66,7 +70,7 @@ def train(lang: str, output_dir: str | None = None, data_dir: str | None = None,
           grass: dict[str, Any] | None = None) -> dict:
     """Train the adapter on <output_dir>/<lang>/ shards and score it; ``overrides`` are dotted profile
     keys, e.g. ``{"train.max_steps": 50}``. ``variant="grass"``: fine-tune the decoder of the Whisper model
-    ``whisper`` instead (pipeline/train_grass.py; ``grass``: GrassConfig fields, e.g. ``{"lr": 1e-5}``)."""
+    ``whisper`` instead (pipeline/train/grass/; ``grass``: GrassConfig fields, e.g. ``{"lr": 1e-5}``)."""
     log = get_run_logger()
     args = (lang, output_dir, data_dir, overrides)
     if variant == "grass":

@@ -6,8 +6,8 @@ from typing import Any
 from prefect import flow
 
 from flows.dataset import run_stages
-from pipeline.config import load_profile
-from pipeline.runner import Run
+from pipeline.core.config import load_profile
+from pipeline.run.runner import Run
 
 
 @flow(name="tts", log_prints=True)

@@ -186,7 +186,7 @@ class Piper:
     def __init__(self):
         from piper import PiperVoice
 
-        from pipeline.models import resolve
+        from pipeline.core.model_cache import resolve
 
         self.voice = PiperVoice.load(resolve(PIPER_VOICE))
         self.sr = self.voice.config.sample_rate

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Render a report (pipeline.report) in headless Chromium to a PNG, to eyeball its layout.
+# Render a report (pipeline.dataset.report) in headless Chromium to a PNG, to eyeball its layout.
 # Usage: scripts/screenshot_report.sh REPORT.html [OUT.png] [WIDTH] [HEIGHT]
 # Needs chromium (Debian: apt-get install -y --no-install-recommends chromium). Not part of the tests.
 set -euo pipefail

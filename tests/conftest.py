@@ -82,7 +82,7 @@ EXPECTED_REJECTS = {  # file -> ingest reject reason
 
 @pytest.fixture(scope="session")
 def test_profile(corpus):
-    from pipeline.config import load_profile
+    from pipeline.core.config import load_profile
 
     return load_profile("en", input=str(corpus / "manifest.jsonl"), **{
         "shard_size": 4, "tts.input": str(corpus / "instructions.jsonl"), "llm.max_tokens": 120, "llm.retries": 1})

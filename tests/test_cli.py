@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from pipeline.config import UnknownLanguage, known_languages, load_profile
+from pipeline.core.config import UnknownLanguage, known_languages, load_profile
 
 from .conftest import ROOT, env_for_subprocess
 
@@ -73,7 +73,7 @@ def test_prefect_dataset_flow_runs_every_stage_subflow(corpus, tmp_path):
 
 
 def test_cli_train_mirrors_pipeline_train():
-    """`python -m pipeline train` (what `make train` runs) takes every option of pipeline.train."""
+    """`python -m pipeline train` (what `make train` runs) takes every option of the train flow."""
     run = lambda *a: subprocess.run([sys.executable, "-m", "pipeline", "train", *a], cwd=ROOT, capture_output=True,
                                     text=True, env=env_for_subprocess())
     h = run("--help")

@@ -1,6 +1,6 @@
-"""Known-truth test audio for pipeline.metadata, synthesised at run time (nothing binary is committed).
+"""Known-truth test audio for the metadata estimators (pipeline.backends.metadata), synthesised at run time (nothing binary is committed).
 
-Used by tests/test_metadata.py and bench/bench_metadata.py. Speech comes from espeak-ng (male default
+Used by tests/{backends,stages}/test_metadata.py and bench/bench_metadata.py. Speech comes from espeak-ng (male default
 and female ``+fN`` variants) and from the embedded Piper voice ``en_US-joe-medium`` (male); everything
 is returned as mono float32 at 16 kHz.
 """
@@ -61,7 +61,7 @@ def piper(text: str, ref: str = PIPER_MALE) -> np.ndarray:
     if ref not in _PIPER:
         from piper import PiperVoice
 
-        from pipeline.models import resolve
+        from pipeline.core.model_cache import resolve
 
         _PIPER[ref] = PiperVoice.load(resolve(ref))
     voice = _PIPER[ref]

@@ -1,0 +1,85 @@
+"""DeSTA2 descriptions: the seed description "[00:00-00:05] transcript (Gender: ..., ...)" is given to
+the LLM with an instruction drawn from ``prompts/description_questions.txt`` (the paper's "What can
+you hear from the audio?" for about half of the utterances). Replies that fail the rules
+(``pipeline.quality.text_rules.check_description``) are asked again with a new seed, a bounded number
+of times, then rejected as ``description_<reason>`` with the raw text kept. Row id: ``<utterance>-description-0``.
+"""
+from __future__ import annotations
+
+import random
+
+from pipeline.backends.llm.base import ChatRequest, LLMEngine
+from pipeline.core.config import LLMConfig
+from pipeline.core.prompts import render, template_hash
+from pipeline.core.rows import reject
+from pipeline.quality.judge import Candidate
+from pipeline.quality.text_rules import Failure, check_description, prompt_ngrams
+from pipeline.stages.llm.common import chat_request, generated_row, sampling_json
+
+TEMPLATES = ("desta_system.j2", "desta_seed.j2", "desta_user.j2", "description_questions.txt")
+QUESTIONS = "description_questions.txt"
+
+
+def pick_question(seed: int, questions: tuple[str, ...]) -> str:
+    """The first question (the paper's) for about half of the utterances, else one drawn from the pool."""
+    return questions[0] if random.Random(seed).random() < 0.5 else random.Random(seed + 1).choice(questions)
+
+
+class Descriptions:
+    """Description requests, rule checks and rows (or rejects) for the items of one shard.
+
+    An item is a dict with ``row``, ``source``, ``transcript``, ``language``, ``seed_description``,
+    ``seed`` and ``question``; ``generate`` adds ``result`` and ``attempts`` or ``failure``."""
+
+    kind = "description"
+
+    def __init__(self, cfg: LLMConfig, engine: LLMEngine, dataset: str):
+        self.cfg, self.engine, self.dataset = cfg, engine, dataset
+        self.prompt_hash = template_hash(*TEMPLATES)
+        self.ngrams = prompt_ngrams(render("desta_system.j2"), render("desta_user.j2", seed_description="", question=""))
+
+    def request(self, system: str, it: dict, seed: int) -> ChatRequest:
+        user = render("desta_user.j2", seed_description=it["seed_description"], question=it["question"])
+        return chat_request(self.cfg, system, user, seed)
+
+    def check(self, raw: str, it: dict) -> tuple[str, Failure | None]:
+        return raw.strip(), check_description(raw, it["row"], it["transcript"], self.cfg, self.ngrams, it["language"])
+
+    def generate(self, items: list[dict]) -> None:
+        """Generate for every item, retrying failures with a new seed up to cfg.retries times.
+        Sets item['result'] on success or item['failure'] = (reason, detail, raw)."""
+        system = render("desta_system.j2")
+        pending = list(items)
+        for attempt in range(self.cfg.retries + 1):
+            if not pending:
+                break
+            outs = self.engine.chat([self.request(system, it, it["seed"] + attempt) for it in pending])
+            still = []
+            for it, raw in zip(pending, outs):
+                value, fail = self.check(raw, it)
+                if fail is None:
+                    it["result"], it["attempts"] = value, attempt + 1
+                else:
+                    it["failure"] = (*fail, raw)
+                    still.append(it)
+            pending = still
+
+    def collect(self, items: list[dict]) -> tuple[list[Candidate], list[dict]]:
+        """Judge candidates for the generated descriptions, rejects for the others."""
+        cfg = self.cfg
+        cands, rejects = [], []
+        for it in items:
+            row = it["row"]
+            rid = f"{row['id']}-description-0"
+            if "result" not in it:
+                reason, detail, raw = it["failure"]
+                rejects.append(reject(rid, row, "llm", f"description_{reason}",
+                                      f"description: {detail} (after {cfg.retries + 1} attempts)", raw))
+                continue
+            prompt, response = it["question"], it["result"]
+            seed = it["seed"] + it["attempts"] - 1
+            r = generated_row(self.engine, self.dataset, rid, row, "description", prompt, response,
+                              it["seed_description"], it["source"], "desta_user.j2", self.prompt_hash,
+                              sampling_json(cfg, attempts=it["attempts"], question_pool=QUESTIONS), seed)
+            cands.append(Candidate(rid, "description", it["seed_description"], prompt, response, seed, r))
+        return cands, rejects

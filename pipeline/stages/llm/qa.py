@@ -1,0 +1,106 @@
+"""SALM-style QA: ``n_qa`` question/answer pairs per utterance in one schema-constrained JSON reply,
+grounded in the transcript (the reference when there is one, else the ASR pseudo-label;
+``text_source`` says which), deduplicated within the utterance. Empty slots are asked again with a new
+seed, a bounded number of times, then rejected as ``qa_<reason>`` with the raw text kept.
+Row ids: ``<utterance>-qa-<k>`` (k < n_qa).
+"""
+from __future__ import annotations
+
+import json
+
+from pipeline.backends.llm.base import LLMEngine
+from pipeline.core.config import LLMConfig
+from pipeline.core.prompts import render, template_hash
+from pipeline.core.rows import reject
+from pipeline.core.text import normalize
+from pipeline.quality.judge import Candidate
+from pipeline.quality.qa import check_qa, parse_qa_pairs, qa_schema
+from pipeline.quality.text_rules import prompt_ngrams
+from pipeline.stages.llm.common import chat_request, generated_row, sampling_json
+
+SEED_OFFSET = 7919  # an utterance's QA seed is its description seed plus this
+
+
+class QuestionAnswers:
+    """QA requests, rule checks and rows (or rejects) for the items of one shard.
+
+    An item is a dict with ``row``, ``source``, ``transcript``, ``language``, ``seed_description`` and
+    ``seed``; ``generate`` adds ``accepted`` = [(QAPair, grounding, attempt, raw)] and ``fails`` =
+    [(reason, detail, raw)] to the items that have a transcript."""
+
+    kind = "qa"
+
+    def __init__(self, cfg: LLMConfig, engine: LLMEngine, dataset: str):
+        self.cfg, self.engine, self.dataset = cfg, engine, dataset
+        n = max(1, cfg.n_qa)
+        self.prompt_hash = template_hash("qa_system.j2", "qa_user.j2")
+        self.ngrams = prompt_ngrams(render("qa_system.j2", n=n), render("qa_user.j2", transcript="", n=n))
+
+    def generate(self, items: list[dict]) -> None:
+        """Ask each utterance with a transcript for n QA pairs; keep the pairs that pass the rules and are
+        not the same question again; ask again (new seed, bounded) while slots are empty."""
+        cfg, n = self.cfg, self.cfg.n_qa
+        system = render("qa_system.j2", n=max(1, n))
+        items = [it for it in items if it["transcript"]]
+        schema = qa_schema(n) if cfg.structured_output else None
+        max_tokens = n * cfg.qa_max_tokens_per_pair
+        for it in items:
+            it["accepted"], it["fails"] = [], []
+        pending = list(items)
+        for attempt in range(cfg.retries + 1):
+            if not pending:
+                break
+            outs = self.engine.chat([chat_request(cfg, system, render("qa_user.j2", transcript=it["transcript"], n=n),
+                                                  it["seed"] + attempt, schema, max_tokens) for it in pending])
+            for it, raw in zip(pending, outs):
+                pairs, fail = parse_qa_pairs(raw)
+                if fail:
+                    it["fails"].append((*fail, raw))
+                    continue
+                if len(pairs) < n:
+                    it["fails"].append(("too_few_pairs", f"{len(pairs)} pair(s) in the reply, {n} asked for", raw))
+                for qa in pairs:
+                    if len(it["accepted"]) == n:
+                        break
+                    g, bad = check_qa(qa, it["transcript"], cfg, self.ngrams, it["language"])
+                    if bad is None:
+                        seen = {normalize(a[0].question): k for k, a in enumerate(it["accepted"])}
+                        if normalize(qa.question) in seen:
+                            bad = ("duplicate", f"same question as {it['row']['id']}-qa-{seen[normalize(qa.question)]}")
+                    if bad:
+                        it["fails"].append((*bad, json.dumps(qa.model_dump(), ensure_ascii=False)))
+                    else:
+                        it["accepted"].append((qa, g, attempt, raw))
+            pending = [it for it in pending if len(it["accepted"]) < n]
+
+    def collect(self, items: list[dict]) -> tuple[list[Candidate], list[dict]]:
+        """Judge candidates for the accepted pairs; rejects for the slots left empty (utterances without a
+        transcript first, then the others in item order)."""
+        cfg, n = self.cfg, self.cfg.n_qa
+        cands, rejects = [], []
+        for it in items:
+            if not it["transcript"]:
+                for k in range(n):
+                    rejects.append(reject(f"{it['row']['id']}-qa-{k}", it["row"], "llm", "qa_no_transcript",
+                                          "qa: no reference or ASR transcript to ground questions in", None))
+        for it in items:
+            if not it["transcript"]:
+                continue
+            row = it["row"]
+            for k, (pair, g, attempt, raw) in enumerate(it["accepted"]):
+                rid = f"{row['id']}-qa-{k}"
+                prompt, response = pair.question.strip(), pair.answer.strip()
+                r = generated_row(self.engine, self.dataset, rid, row, "qa", prompt, response, it["seed_description"],
+                                  it["source"], "qa_user.j2", self.prompt_hash,
+                                  sampling_json(cfg, attempts=attempt + 1, n_qa=n, max_tokens=n * cfg.qa_max_tokens_per_pair),
+                                  it["seed"] + attempt)
+                r["grounding"] = round(g, 3)
+                cands.append(Candidate(rid, "qa", it["transcript"], prompt, response, it["seed"] + attempt, r))
+            missing = range(len(it["accepted"]), n)
+            fails = it["fails"][-len(missing):] if it["fails"] else []
+            for j, k in enumerate(missing):
+                reason, detail, raw = fails[j] if j < len(fails) else (fails[-1] if fails else
+                                                                       ("too_few_pairs", "no pair left", None))
+                rejects.append(reject(f"{row['id']}-qa-{k}", row, "llm", f"qa_{reason}",
+                                      f"qa: {detail} (after {cfg.retries + 1} attempts)", raw))
+        return cands, rejects

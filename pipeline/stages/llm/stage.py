@@ -1,0 +1,123 @@
+"""The llm stage: instruction rows for one shard of utterances.
+
+Per utterance, in this order of LLM calls: DeSTA2 descriptions (``descriptions``), SALM-style QA
+pairs (``qa``), then the LLM judge over both; SpeechVerse/GRASS-style label tasks (``label_tasks``:
+asr, gender, speaking_rate, pitch, noise_level, language, + emotion, accent where labelled) come from
+templates, without an LLM.
+
+Generated rows go through the quality filters cheapest first: rule filters (``pipeline.quality.text_rules``,
+``pipeline.quality.qa``), the LLM judge (``pipeline.quality.judge``), near-duplicate removal within the
+shard (``pipeline.quality.dedup``). Every rejection has a reason code. Row ids: ``<utterance>-description-0``,
+``<utterance>-qa-<k>`` (k < n_qa), ``<utterance>-<label task>-0``.
+"""
+from __future__ import annotations
+
+from pipeline.backends.llm import LLMEngine, load_llm
+from pipeline.core.config import LLMConfig, Profile
+from pipeline.core.prompts import lines
+from pipeline.core.rows import reject, stable_seed, transcript_of
+from pipeline.quality.dedup import near_duplicates
+from pipeline.quality.judge import Candidate, Judge
+from pipeline.stages.llm.descriptions import QUESTIONS, Descriptions, pick_question
+from pipeline.stages.llm.label_tasks import LabelTasks
+from pipeline.stages.llm.qa import SEED_OFFSET, QuestionAnswers
+from pipeline.stages.llm.seed import seed_description
+
+
+class LlmStage:
+    """LLM stage for one shard of utterance rows -> (instruction rows, rejects)."""
+
+    name = "llm"
+    reads = "asr"
+    writes = "instructions"
+
+    @classmethod
+    def from_profile(cls, profile: Profile) -> "LlmStage":
+        return cls(profile.llm, load_llm(profile.llm), profile.dataset)
+
+    def __init__(self, cfg: LLMConfig, engine: LLMEngine, dataset: str, judge_engine: LLMEngine | None = None):
+        self.cfg, self.engine, self.dataset = cfg, engine, dataset
+        self.descriptions = Descriptions(cfg, engine, dataset)
+        self.qa = QuestionAnswers(cfg, engine, dataset)
+        self.labels = LabelTasks(cfg, dataset)
+        self._judge_engine = judge_engine
+        self._judge: Judge | None = None
+
+    @property
+    def judge(self) -> Judge:
+        if self._judge is None:
+            engine = self._judge_engine
+            if engine is None:
+                if self.cfg.judge_model and self.cfg.judge_model != self.cfg.model:
+                    engine = load_llm(self.cfg.model_copy(update={"model": self.cfg.judge_model}))
+                else:
+                    engine = self.engine
+            self._judge = Judge(self.cfg, engine)
+        return self._judge
+
+    def process(self, rows: list[dict]) -> tuple[list[dict], list[dict]]:
+        cfg = self.cfg
+        questions = lines(QUESTIONS)
+        desc, qa, transcripts, seeds = [], [], {}, {}
+        for row in rows:
+            transcript, source = transcript_of(row)
+            transcripts[row["id"]] = (transcript, source)
+            seed = stable_seed(cfg.seed, row["id"])
+            seeds[row["id"]] = seed_description(row, transcript)
+            base = {"row": row, "source": source, "transcript": transcript,
+                    "language": cfg.output_language or row.get("asr_language"), "seed_description": seeds[row["id"]]}
+            desc.append({**base, "seed": seed, "question": pick_question(seed, questions)})
+            if cfg.n_qa > 0:
+                qa.append({**base, "seed": seed + SEED_OFFSET})
+
+        utt = {row["id"]: row for row in rows}
+        out, rejects = self.labels.process(rows, transcripts, seeds)
+
+        # ---- generation + rule filters
+        self.descriptions.generate(desc)
+        self.qa.generate(qa)
+        cands, rej = self.descriptions.collect(desc)
+        rejects.extend(rej)
+        more, rej = self.qa.collect(qa)
+        cands.extend(more)
+        rejects.extend(rej)
+
+        if cfg.judge and cands:
+            cands = self._judged(cands, utt, rejects)
+        if cfg.dedup:
+            cands = self._deduplicated(cands, utt, rejects)
+
+        out.extend(c.row for c in cands)
+        return out, rejects
+
+    def _judged(self, cands: list[Candidate], utt: dict[str, dict], rejects: list[dict]) -> list[Candidate]:
+        """Score every candidate with the LLM judge; the kept ones, rejects appended for the others."""
+        self.judge.score(cands)
+        kept = []
+        for c in cands:
+            bad = self.judge.verdict(c)
+            if c.scores is not None:
+                c.row.update(judge_groundedness=c.scores.groundedness, judge_usefulness=c.scores.usefulness)
+            c.row["judge_json"] = self.judge.provenance(c)
+            if bad:
+                rejects.append(reject(c.id, utt[c.row["utterance_id"]], "llm", bad[0], f"{c.kind}: {bad[1]}", c.response))
+            else:
+                kept.append(c)
+        return kept
+
+    def _deduplicated(self, cands: list[Candidate], utt: dict[str, dict], rejects: list[dict]) -> list[Candidate]:
+        """Near duplicates within the shard, per task (best judged first, then by id); rejects appended."""
+        cfg = self.cfg
+        for kind in ("description", "qa"):
+            group = sorted((c for c in cands if c.kind == kind),
+                           key=lambda c: (-(c.scores.groundedness + c.scores.usefulness) if c.scores else 0, c.id))
+            texts = [c.response if kind == "description" else f"{c.prompt} {c.response}" for c in group]
+            dup = near_duplicates(texts, cfg.dedup_threshold, cfg.dedup_num_perm)
+            for i, j in dup.items():
+                c, twin = group[i], group[j]
+                rejects.append(reject(c.id, utt[c.row["utterance_id"]], "llm", "near_duplicate",
+                                      f"{kind}: near duplicate of {twin.id} (MinHash Jaccard >= {cfg.dedup_threshold})",
+                                      c.response))
+            drop = {group[i].id for i in dup}
+            cands = [c for c in cands if c.id not in drop]
+        return cands
