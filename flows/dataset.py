@@ -18,9 +18,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 from tqdm.auto import tqdm
 
-from pipeline.core.config import Profile, load_profile
+from pipeline.core.config import Profile
 from pipeline.run.runner import STAGES as STAGE_ORDER
 from pipeline.run.runner import Run, previous, process_shard
+from pipeline.run.preview import Eta
 
 
 def task_runner(profile: Profile):
@@ -68,13 +69,18 @@ def _stage_flow(stage: str):
         futures = task_.map(unmapped(profile), unmapped(output_dir), unmapped(stage), ids)
         counts = []
         # one bar per stage (stderr), advanced as shard tasks finish, in whatever order the runner ends them
+        eta = Eta.start(run, stage, sorted(todo)) if todo else None  # remaining time by rows (preview.Eta)
         with tqdm(total=len(ids), desc=f"{stage:>8}", unit="shard", disable=not todo) as bar:
+            if eta:
+                bar.set_postfix(eta=eta.update(None, 0.0))
             for f in as_completed(list(futures)):
                 counts.append(f.result())
                 bar.update(1)
                 done_rows = sum(c.get("rows", 0) for c in counts)
                 bar.set_postfix(rows=done_rows, rejects=sum(c.get("rejects", 0) for c in counts),
-                                rows_per_s=f"{done_rows / max(time.time() - t0, 1e-6):.2f}")
+                                rows_per_s=f"{done_rows / max(time.time() - t0, 1e-6):.2f}",
+                                **({"eta": eta.update(counts[-1].get("shard") if not counts[-1].get("skipped") else None,
+                                                      time.time() - t0)} if eta else {}))
         seconds = time.time() - t0
         if todo:
             Run(profile, output_dir).add_timing(stage, seconds)
@@ -116,11 +122,18 @@ def run_stages(profile: Profile, output_dir: str | None, report: bool, stages=ST
 
 @flow(name="dataset", log_prints=True)
 def dataset(lang: str, input: str | None = None, output_dir: str | None = None, overwrite: bool = False,
-            report: bool = True, overrides: dict[str, Any] | None = None) -> dict:
+            report: bool = True, overrides: dict[str, Any] | None = None, text_input: str | None = None) -> dict:
     """Build the speech-instruction dataset for one language profile.
 
+    ``input`` (audio folder or manifest) and ``text_input`` (text instruction corpus) replace the profile's
+    inputs; naming either one replaces both, so ``input`` alone speaks no text corpus (pipeline.run.inputs).
     ``overrides`` are dotted profile keys, e.g. ``{"shard_size": 4, "orchestration.workers": 2}``."""
-    profile = load_profile(lang, **({"input": input} if input else {}), **(overrides or {}))
+    from pipeline.run.inputs import load_user_profile, preflight
+
+    profile, notes = load_user_profile(lang, None, input, text_input, overrides)
+    notes += preflight(profile, output_dir, overwrite).notes
+    for line in notes:
+        get_run_logger().info("%s", line)
     Run(profile, output_dir, overwrite=overwrite)  # plan once (and wipe on overwrite) before the stages
     rows = run_stages(profile, output_dir, report)
     get_run_logger().info("rows per table: %s -> %s", rows, Path(output_dir or profile.path(profile.output_dir)) / lang)

@@ -110,6 +110,7 @@ def write_manifest(run: Run) -> dict:
         "name": p.dataset, "language": p.language, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "speechinstruct_version": __version__, "python": platform.python_version(),
         "profile_digest": p.digest(), "input": p.input, "sources": len(run.plan.sources), "texts": len(run.plan.texts),
+        "inputs": inputs_of(run),
         "audio_hours": round(audio_s / 3600, 4),
         "models": {"asr": f"{p.asr.backend}:{p.asr.model}", "llm": f"{p.llm.backend}:{p.llm.model}",
                    "tts": f"{p.tts.backend}:{','.join(p.tts.voices)}", "vad": "silero-vad (onnx)",
@@ -120,6 +121,38 @@ def write_manifest(run: Run) -> dict:
     tmp.write_text(json.dumps(manifest, indent=1))
     tmp.replace(run.dir / "_manifest.json")
     return manifest
+
+
+def inputs_of(run: Run) -> list[dict]:
+    """Every input that went into the run (the card and _manifest.json list them): the audio input and the
+    text instruction corpus, each with its row count, or marked absent."""
+    p = run.profile
+    return [
+        {"kind": "audio", "path": p.input, "files": len(run.plan.sources)},
+        {"kind": "text instructions", "path": p.tts.input, "records": len(run.plan.texts),
+         "rejected_when_read": len(run.plan.text_rejects)},
+    ]
+
+
+def _inputs_text(inputs: list[dict]) -> str:
+    lines = []
+    for i in inputs:
+        if not i.get("path"):
+            lines.append(f"- {i['kind']}: none (not given for this run; nothing of the kind was used)")
+            continue
+        n = f"{i['files']} files" if "files" in i else f"{i.get('records', 0)} records" + (
+            f", {i['rejected_when_read']} rejected when read" if i.get("rejected_when_read") else "")
+        lines.append(f"- {i['kind']}: `{i['path']}` ({n})")
+    return "\n".join(lines)
+
+
+def _partial_text(manifest: dict) -> str:
+    ran = manifest.get("stages") or list(ORDER)
+    if list(ran) == list(ORDER):
+        return ""
+    rest = [s for s in ORDER if s not in ran]
+    return (f"\n**Partial run** (`--until {ran[-1]}`): stages {', '.join(ran)} ran; {', '.join(rest)} did not, so the "
+            f"tables hold only what those stages made. Run again without `--until` to continue.\n")
 
 
 def write_card(run: Run, manifest: dict) -> Path:
@@ -141,8 +174,11 @@ configs:
 ---
 # {p.dataset} ({p.name}) speech-instruction data
 
-Made by speechinstruct {__version__} from `{p.input}` with profile `{p.language}` (digest `{manifest['profile_digest']}`)
+Made by speechinstruct {__version__} with profile `{p.language}` (digest `{manifest['profile_digest']}`)
 on {manifest['created']}. {manifest['sources']} input files, {manifest['audio_hours'] * 60:.1f} minutes of kept speech.
+
+## Inputs
+{_inputs_text(manifest.get('inputs') or inputs_of(run))}
 
 | table | rows | shards |
 |---|---|---|

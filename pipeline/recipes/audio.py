@@ -30,6 +30,8 @@ class ManifestError(ValueError):
 
 
 def _from_record(rec: dict, root: Path, where: str) -> Source:
+    if not isinstance(rec, dict):
+        raise ManifestError(f"{where}: expected a JSON object with a 'path' field, got {type(rec).__name__} {str(rec)[:60]!r}")
     path = rec.get("path") or rec.get("audio") or rec.get("audio_filepath") or rec.get("file")
     if not path:
         raise ManifestError(f"{where}: no 'path' field")
@@ -37,6 +39,8 @@ def _from_record(rec: dict, root: Path, where: str) -> Source:
     if not p.is_absolute():
         p = root / p
     text = rec.get("text", rec.get("transcript", rec.get("sentence")))
+    if not isinstance(rec.get("labels") or {}, dict):
+        raise ManifestError(f"{where}: 'labels' must be a JSON object")
     labels = dict(rec.get("labels") or {})
     for k, v in rec.items():
         if k not in {"path", "audio", "audio_filepath", "file", "text", "transcript", "sentence", "speaker", "labels"}:
@@ -54,12 +58,20 @@ def read_manifest(path: Path) -> list[Source]:
             for i, rec in enumerate(csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ",")):
                 rec = {k: v for k, v in rec.items() if v not in (None, "")}
                 if "labels" in rec:
-                    rec["labels"] = json.loads(rec["labels"])
+                    try:
+                        rec["labels"] = json.loads(rec["labels"])
+                    except json.JSONDecodeError as e:
+                        raise ManifestError(f"{path.name}:{i + 2}: 'labels' is not valid JSON ({e})") from e
                 out.append(_from_record(rec, root, f"{path.name}:{i + 2}"))
     else:
         text = path.read_text()
         if path.suffix == ".json":
-            records = json.loads(text)
+            try:
+                records = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ManifestError(f"{path.name}: not valid JSON ({e})") from e
+            if not isinstance(records, list):
+                raise ManifestError(f"{path.name}: a .json manifest must be a JSON array of records")
         else:
             records = []
             for i, line in enumerate(text.splitlines()):

@@ -65,6 +65,21 @@ class Plan:
         return -(-len(self.texts) // self.tts_shard_size)
 
 
+def build_plan(p: Profile) -> Plan:
+    """The plan of a run of profile ``p``: discovers the inputs, writes nothing (``python -m pipeline plan``
+    shows it before a run; ``Run`` writes it as ``_work/plan.json``)."""
+    input_path = p.path(p.input)
+    sources = [s.model_dump() for s in discover(input_path)] if input_path else []
+    texts, text_rejects = [], []
+    if p.tts.input:
+        from pipeline.recipes.text import read_corpus
+
+        recs, rej = read_corpus(p.path(p.tts.input))
+        texts = [r.model_dump() for r in recs]
+        text_rejects = [{"id": i, "reason": reason, "detail": detail} for i, reason, detail in rej]
+    return Plan(p.language, p.digest(), str(input_path), sources, p.shard_size, texts, text_rejects)
+
+
 class Run:
     """One run's folder and plan. ``attach=True`` (shard workers) only reads the existing plan: no
     discovery, no clean-up of temp files that another worker may be writing."""
@@ -87,18 +102,8 @@ class Run:
 
     # ---- plan -----------------------------------------------------------------------------
     def _plan(self) -> Plan:
-        p = self.profile
         path = self.work / "plan.json"
-        input_path = p.path(p.input)
-        sources = [s.model_dump() for s in discover(input_path)] if input_path else []
-        texts, text_rejects = [], []
-        if p.tts.input:
-            from pipeline.recipes.text import read_corpus
-
-            recs, rej = read_corpus(p.path(p.tts.input))
-            texts = [r.model_dump() for r in recs]
-            text_rejects = [{"id": i, "reason": reason, "detail": detail} for i, reason, detail in rej]
-        plan = Plan(p.language, p.digest(), str(input_path), sources, p.shard_size, texts, text_rejects)
+        plan = build_plan(self.profile)
         if path.exists():
             old = Plan(**json.loads(path.read_text()))
             if (old.profile_digest, old.sources, old.texts) != (plan.profile_digest, plan.sources, plan.texts):

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from pipeline.core.config import Profile
 from pipeline.run.plan import PlanMismatch, Run, previous, stage_class  # noqa: F401 (API)
+from pipeline.run.preview import Eta
 from pipeline.stages import ORDER
 
 STAGES = ORDER  # every stage, in run order
@@ -53,12 +54,16 @@ def run_stage(run: Run, stage: str, progress: bool = True) -> dict:
     t0 = time.time()
     totals = {"stage": stage, "shards": len(run.shard_ids(stage)), "done_before": len(run.shard_ids(stage)) - len(todo), "rows": 0, "rejects": 0}
     with tqdm(todo, desc=f"{stage:>8}", unit="shard", disable=not progress or not todo) as bar:
+        eta = Eta.start(run, stage, todo) if progress and todo else None  # remaining time by rows (preview.Eta)
+        if eta:
+            bar.set_postfix(eta=eta.update(None, 0.0))
         for k in bar:
             c = process_shard(run, stage, k)
             totals["rows"] += c.get("rows", 0)
             totals["rejects"] += c.get("rejects", 0)
             bar.set_postfix(rows=totals["rows"], rejects=totals["rejects"],
-                            rows_per_s=f"{totals['rows'] / max(time.time() - t0, 1e-6):.2f}")
+                            rows_per_s=f"{totals['rows'] / max(time.time() - t0, 1e-6):.2f}",
+                            **({"eta": eta.update(k, time.time() - t0)} if eta else {}))
     if todo:
         run.add_timing(stage, time.time() - t0)
     return totals
