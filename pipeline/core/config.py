@@ -199,6 +199,9 @@ class OrchestrationConfig(_M):
 class Profile(_M):
     language: str
     name: str
+    # what the embedded models cannot do for this language (no voice of one gender, no Piper voice, a
+    # phonemizer limit ...): one sentence each, written to the dataset card and the manifest (issue 16)
+    limitations: list[str] = Field(default_factory=list)
     dataset: str = "corpus"  # written to instructions.dataset
     input: str | None = None  # folder of audio or a manifest (.jsonl/.csv), repo-relative; None: text (TTS) only
     output_dir: str = "data"

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from pipeline import __version__
 from pipeline.core import schema, store
 from pipeline.dataset.bins import dataset_binner
+from pipeline.dataset.language import language_section, language_support
 from pipeline.run.plan import Run, stage_class
 from pipeline.stages import ORDER, TEXTS
 
@@ -115,6 +116,7 @@ def write_manifest(run: Run) -> dict:
         "models": {"asr": f"{p.asr.backend}:{p.asr.model}", "llm": f"{p.llm.backend}:{p.llm.model}",
                    "tts": f"{p.tts.backend}:{','.join(p.tts.voices)}", "vad": "silero-vad (onnx)",
                    "gender": p.metadata.gender_backend},
+        "language_support": language_support(p),
         "stage_seconds": run.timings, "reject_reasons": dict(sorted(rejects.items())), "tables": tables,
     }
     tmp = run.dir / f"._manifest.json.tmp-{os.getpid()}"
@@ -191,6 +193,8 @@ ds[0]["audio"]  # decoded by the Audio feature (16 kHz)
 ```
 
 Models: {', '.join(f'{k}: `{v}`' for k, v in manifest['models'].items())}.
+
+{language_section(p)}
 The LLM responses come from a small embedded model unless the profile names a production one; check
 `engine` / `model_id` per row. Attributes no model estimated (e.g. emotion) are absent, never guessed.
 

@@ -10,7 +10,7 @@ import random
 
 from pipeline.backends.llm.base import ChatRequest, LLMEngine
 from pipeline.core.config import LLMConfig
-from pipeline.core.prompts import render, template_hash
+from pipeline.core.prompts import localized, render, template_hash
 from pipeline.core.rows import reject
 from pipeline.quality.judge import Candidate
 from pipeline.quality.text_rules import Failure, check_description, prompt_ngrams
@@ -33,13 +33,16 @@ class Descriptions:
 
     kind = "description"
 
-    def __init__(self, cfg: LLMConfig, engine: LLMEngine, dataset: str):
+    def __init__(self, cfg: LLMConfig, engine: LLMEngine, dataset: str, language: str | None = None):
         self.cfg, self.engine, self.dataset = cfg, engine, dataset
-        self.prompt_hash = template_hash(*TEMPLATES)
-        self.ngrams = prompt_ngrams(render("desta_system.j2"), render("desta_user.j2", seed_description="", question=""))
+        # the profile language's prompt files where they exist (prompts/<lang>/...), else the default ones
+        self.tmpl = {n: localized(n, language) for n in TEMPLATES}
+        self.prompt_hash = template_hash(*self.tmpl.values())
+        self.ngrams = prompt_ngrams(render(self.tmpl["desta_system.j2"]),
+                                    render(self.tmpl["desta_user.j2"], seed_description="", question=""))
 
     def request(self, system: str, it: dict, seed: int) -> ChatRequest:
-        user = render("desta_user.j2", seed_description=it["seed_description"], question=it["question"])
+        user = render(self.tmpl["desta_user.j2"], seed_description=it["seed_description"], question=it["question"])
         return chat_request(self.cfg, system, user, seed)
 
     def check(self, raw: str, it: dict) -> tuple[str, Failure | None]:
@@ -48,7 +51,7 @@ class Descriptions:
     def generate(self, items: list[dict]) -> None:
         """Generate for every item, retrying failures with a new seed up to cfg.retries times.
         Sets item['result'] on success or item['failure'] = (reason, detail, raw)."""
-        system = render("desta_system.j2")
+        system = render(self.tmpl["desta_system.j2"])
         pending = list(items)
         for attempt in range(self.cfg.retries + 1):
             if not pending:
@@ -79,7 +82,7 @@ class Descriptions:
             prompt, response = it["question"], it["result"]
             seed = it["seed"] + it["attempts"] - 1
             r = generated_row(self.engine, self.dataset, rid, row, "description", prompt, response,
-                              it["seed_description"], it["source"], "desta_user.j2", self.prompt_hash,
-                              sampling_json(cfg, attempts=it["attempts"], question_pool=QUESTIONS), seed)
+                              it["seed_description"], it["source"], self.tmpl["desta_user.j2"], self.prompt_hash,
+                              sampling_json(cfg, attempts=it["attempts"], question_pool=self.tmpl[QUESTIONS]), seed)
             cands.append(Candidate(rid, "description", it["seed_description"], prompt, response, seed, r))
         return cands, rejects

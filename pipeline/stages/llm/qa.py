@@ -10,7 +10,7 @@ import json
 
 from pipeline.backends.llm.base import LLMEngine
 from pipeline.core.config import LLMConfig
-from pipeline.core.prompts import render, template_hash
+from pipeline.core.prompts import localized, render, template_hash
 from pipeline.core.rows import reject
 from pipeline.core.text import normalize
 from pipeline.quality.judge import Candidate
@@ -30,17 +30,19 @@ class QuestionAnswers:
 
     kind = "qa"
 
-    def __init__(self, cfg: LLMConfig, engine: LLMEngine, dataset: str):
+    def __init__(self, cfg: LLMConfig, engine: LLMEngine, dataset: str, language: str | None = None):
         self.cfg, self.engine, self.dataset = cfg, engine, dataset
         n = max(1, cfg.n_qa)
-        self.prompt_hash = template_hash("qa_system.j2", "qa_user.j2")
-        self.ngrams = prompt_ngrams(render("qa_system.j2", n=n), render("qa_user.j2", transcript="", n=n))
+        # the profile language's prompt files where they exist (prompts/<lang>/...), else the default ones
+        self.tmpl = {t: localized(t, language) for t in ("qa_system.j2", "qa_user.j2")}
+        self.prompt_hash = template_hash(*self.tmpl.values())
+        self.ngrams = prompt_ngrams(render(self.tmpl["qa_system.j2"], n=n), render(self.tmpl["qa_user.j2"], transcript="", n=n))
 
     def generate(self, items: list[dict]) -> None:
         """Ask each utterance with a transcript for n QA pairs; keep the pairs that pass the rules and are
         not the same question again; ask again (new seed, bounded) while slots are empty."""
         cfg, n = self.cfg, self.cfg.n_qa
-        system = render("qa_system.j2", n=max(1, n))
+        system = render(self.tmpl["qa_system.j2"], n=max(1, n))
         items = [it for it in items if it["transcript"]]
         schema = qa_schema(n) if cfg.structured_output else None
         max_tokens = n * cfg.qa_max_tokens_per_pair
@@ -50,7 +52,7 @@ class QuestionAnswers:
         for attempt in range(cfg.retries + 1):
             if not pending:
                 break
-            outs = self.engine.chat([chat_request(cfg, system, render("qa_user.j2", transcript=it["transcript"], n=n),
+            outs = self.engine.chat([chat_request(cfg, system, render(self.tmpl["qa_user.j2"], transcript=it["transcript"], n=n),
                                                   it["seed"] + attempt, schema, max_tokens) for it in pending])
             for it, raw in zip(pending, outs):
                 pairs, fail = parse_qa_pairs(raw)
@@ -91,7 +93,7 @@ class QuestionAnswers:
                 rid = f"{row['id']}-qa-{k}"
                 prompt, response = pair.question.strip(), pair.answer.strip()
                 r = generated_row(self.engine, self.dataset, rid, row, "qa", prompt, response, it["seed_description"],
-                                  it["source"], "qa_user.j2", self.prompt_hash,
+                                  it["source"], self.tmpl["qa_user.j2"], self.prompt_hash,
                                   sampling_json(cfg, attempts=attempt + 1, n_qa=n, max_tokens=n * cfg.qa_max_tokens_per_pair),
                                   it["seed"] + attempt)
                 r["grounding"] = round(g, 3)

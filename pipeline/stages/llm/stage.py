@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pipeline.backends.llm import LLMEngine, load_llm
 from pipeline.core.config import LLMConfig, Profile
-from pipeline.core.prompts import lines
+from pipeline.core.prompts import lines, localized
 from pipeline.core.rows import reject, stable_seed, transcript_of
 from pipeline.quality.dedup import near_duplicates
 from pipeline.quality.judge import Candidate, Judge
@@ -33,13 +33,15 @@ class LlmStage:
 
     @classmethod
     def from_profile(cls, profile: Profile) -> "LlmStage":
-        return cls(profile.llm, load_llm(profile.llm), profile.dataset)
+        return cls(profile.llm, load_llm(profile.llm), profile.dataset, language=profile.language)
 
-    def __init__(self, cfg: LLMConfig, engine: LLMEngine, dataset: str, judge_engine: LLMEngine | None = None):
-        self.cfg, self.engine, self.dataset = cfg, engine, dataset
-        self.descriptions = Descriptions(cfg, engine, dataset)
-        self.qa = QuestionAnswers(cfg, engine, dataset)
-        self.labels = LabelTasks(cfg, dataset)
+    def __init__(self, cfg: LLMConfig, engine: LLMEngine, dataset: str, judge_engine: LLMEngine | None = None,
+                 language: str | None = None):
+        """``language``: the profile language; picks the prompt files of that language (prompts/<lang>/...)."""
+        self.cfg, self.engine, self.dataset, self.language = cfg, engine, dataset, language
+        self.descriptions = Descriptions(cfg, engine, dataset, language)
+        self.qa = QuestionAnswers(cfg, engine, dataset, language)
+        self.labels = LabelTasks(cfg, dataset, language)
         self._judge_engine = judge_engine
         self._judge: Judge | None = None
 
@@ -57,13 +59,13 @@ class LlmStage:
 
     def process(self, rows: list[dict]) -> tuple[list[dict], list[dict]]:
         cfg = self.cfg
-        questions = lines(QUESTIONS)
+        questions = lines(localized(QUESTIONS, self.language))
         desc, qa, transcripts, seeds = [], [], {}, {}
         for row in rows:
             transcript, source = transcript_of(row)
             transcripts[row["id"]] = (transcript, source)
             seed = stable_seed(cfg.seed, row["id"])
-            seeds[row["id"]] = seed_description(row, transcript)
+            seeds[row["id"]] = seed_description(row, transcript, self.language)
             base = {"row": row, "source": source, "transcript": transcript,
                     "language": cfg.output_language or row.get("asr_language"), "seed_description": seeds[row["id"]]}
             desc.append({**base, "seed": seed, "question": pick_question(seed, questions)})
