@@ -32,6 +32,9 @@ class IngestConfig(_M):
     segment_min_s: float = 2.0  # files longer than max_duration_s are cut into segment_min_s..max_duration_s pieces
     silence_dbfs: float = -60.0  # whole-file RMS below this => rejected as silent
     min_speech_ratio: float = 0.05  # VAD speech share below this => rejected as no_speech
+    # files longer than this are planned as spans of about this length cut in silences (issue 18): each
+    # span is a shard of its own, decoded by seeking, so memory does not grow with the file; 0 = never
+    long_file_span_s: float = 600.0
     vad: VADConfig = VADConfig()
 
 
@@ -194,6 +197,9 @@ class OrchestrationConfig(_M):
     workers: int = 1  # thread pool size, or dask worker processes (each loads its own models)
     retries: int = 2  # task retries on model / I/O failures, with exponential backoff
     retry_delay_s: float = 2.0
+    # cooperative runs (issue 18): a shard claim whose heartbeat is older than this is taken over (a holder
+    # on this machine is checked by pid at once); the heartbeat is refreshed every claim_ttl_s / 4
+    claim_ttl_s: float = 120.0
 
 
 class Profile(_M):

@@ -36,6 +36,23 @@ def _concat(table: str, paths: list[Path]) -> pa.Table:
     return pa.concat_tables(parts) if parts else schema.to_table(table, [])
 
 
+def _concat_checked(run: Run, table: str, paths: list[Path]) -> pa.Table:
+    """``_concat`` that never exports a damaged work part: a part (or rejects part) that fails its
+    checksums is moved aside with its shard's other file, the shard is redone, and the read repeated."""
+    from pipeline.run.runner import process_shard
+
+    for _ in range(3):
+        try:
+            return _concat(table, paths)
+        except store.CorruptPart as e:
+            stage, k = e.path.parent.name, int(e.path.stem.rsplit("-", 1)[1])
+            for p in (run.part(stage, k), run.rejects_part(stage, k)):
+                if p.exists():
+                    store.quarantine(p, f"export of {table} shard {k}: {e.detail}")
+            process_shard(run, stage, k)
+    return _concat(table, paths)
+
+
 def export(run: Run) -> dict:
     """Write the final shards (one per work shard with rows; skipped when present), then manifest and card."""
     n, m = run.plan.n_shards, run.plan.n_tts_shards
@@ -58,18 +75,24 @@ def export(run: Run) -> dict:
     for table, k, inputs in jobs:
         out = run.dir / table / store.part_name(k)
         if out.exists():
-            continue
+            bad = store.check(out)
+            if bad is None:
+                continue
+            store.quarantine(out, f"final {table} shard {k}: {bad}")  # a torn final part is rewritten
         if table == "rejects" and k == n + m:
             t = schema.to_table("rejects", [{**r, "stage": text_stages[0], "source_path": run.profile.tts.input} for r in run.plan.text_rejects])
         else:
             missing = [p for p in inputs if not p.exists() and "rejects-" not in p.name]
             if missing:
                 raise RuntimeError(f"cannot export {table} shard {k}: stage output {missing[0]} is missing (run the stages first)")
-            t = _concat(table, inputs)
+            t = _concat_checked(run, table, inputs)
             if table == "utterances":
                 t = binner(t)
         if t.num_rows:  # no empty shards: readers (datasets) choke on 0-row Parquet files
             store.write_atomic(t, out)
+    for f in sorted(run.dir.glob("*/part-*.parquet")):  # never a manifest over a torn table
+        if f.parent.name in schema.TABLES and (bad := store.check(f)) is not None:
+            raise store.CorruptPart(f, bad)
     check_accounting(run)
     manifest = write_manifest(run)
     write_card(run, manifest)
@@ -82,11 +105,12 @@ def check_accounting(run: Run) -> dict:
     for table in ("utterances", "rejects"):
         files = sorted((run.dir / table).glob("part-*.parquet"))
         for f in files:
-            seen.update(x for x in pq.read_table(f, columns=["source_path"]).column("source_path").to_pylist() if x)
-    missing = [s["rel"] for s in run.plan.sources if s["rel"] not in seen]
+            seen.update(x for x in store.read(f, columns=["source_path"]).column("source_path").to_pylist() if x)
+    files = run.plan.files  # a long file planned as spans counts once
+    missing = [f for f in files if f not in seen]
     if missing:
         raise AccountingError(f"{len(missing)} input file(s) are in neither utterances nor rejects: {missing[:5]}")
-    return {"sources": len(run.plan.sources), "accounted": len(run.plan.sources)}
+    return {"sources": len(files), "accounted": len(files)}
 
 
 def write_manifest(run: Run) -> dict:
@@ -110,7 +134,7 @@ def write_manifest(run: Run) -> dict:
     manifest = {
         "name": p.dataset, "language": p.language, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "speechinstruct_version": __version__, "python": platform.python_version(),
-        "profile_digest": p.digest(), "input": p.input, "sources": len(run.plan.sources), "texts": len(run.plan.texts),
+        "profile_digest": p.digest(), "input": p.input, "sources": len(run.plan.files), "texts": len(run.plan.texts),
         "inputs": inputs_of(run),
         "audio_hours": round(audio_s / 3600, 4),
         "models": {"asr": f"{p.asr.backend}:{p.asr.model}", "llm": f"{p.llm.backend}:{p.llm.model}",
@@ -222,9 +246,12 @@ The LLM responses come from a small embedded model unless the profile names a pr
 
 def finish(run: Run, report: bool = True) -> dict:
     """Export the final tables (manifest, card) and, with ``report``, the HTML dataset report."""
-    manifest = export(run)
-    if report:
-        from pipeline.dataset.report import write_report
+    from pipeline.run.runner import exclusive
 
-        write_report(run.dir)
+    with exclusive(run, "export"):  # several processes of one run: one exports, the others wait for it
+        manifest = export(run)
+        if report:
+            from pipeline.dataset.report import write_report
+
+            write_report(run.dir)
     return manifest

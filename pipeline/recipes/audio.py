@@ -19,10 +19,18 @@ class Source(BaseModel):
     text: str | None = None
     speaker: str | None = None
     labels: dict = Field(default_factory=dict)
+    # a long file is planned as n_spans units (span 0..n_spans-1), each its own shard; see split_long
+    span: int | None = None
+    n_spans: int | None = None
+    duration_s: float | None = None  # from the file header (probed only for files that may be long)
 
     @property
     def source_id(self) -> str:
         return hashlib.sha1(self.rel.encode()).hexdigest()[:16]
+
+    def dump(self) -> dict:
+        """The plan's record (span fields only for spans, so plans of short files are unchanged)."""
+        return self.model_dump(exclude_none=True) | {"text": self.text, "speaker": self.speaker}
 
 
 class ManifestError(ValueError):
@@ -98,3 +106,27 @@ def discover(input_path: Path) -> list[Source]:
         return [Source(path=str(input_path), rel=input_path.name)]
     files = sorted(p for p in input_path.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(input_path).parts))
     return [Source(path=str(p), rel=str(p.relative_to(input_path))) for p in files]
+
+
+MIN_BYTES_PER_S = 500  # no speech codec in use goes below 4 kbit/s: a smaller file cannot be long
+
+
+def split_long(sources: list[Source], span_s: float) -> list[Source]:
+    """Plan files longer than ``span_s`` as ``ceil(duration / span_s)`` spans, each a unit of work of its
+    own (decoded, segmented and processed in memory that does not grow with the file). Only files big
+    enough to possibly be that long have their header probed."""
+    from pipeline.core.audio import probe_duration
+
+    out: list[Source] = []
+    for s in sources:
+        try:
+            big = span_s > 0 and Path(s.path).stat().st_size > span_s * MIN_BYTES_PER_S
+        except OSError:
+            big = False
+        dur = probe_duration(s.path) if big else None
+        if dur is None or dur <= span_s:
+            out.append(s)
+            continue
+        n = int(-(-dur // span_s))
+        out += [s.model_copy(update={"span": j, "n_spans": n, "duration_s": round(dur, 6)}) for j in range(n)]
+    return out

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,9 +25,10 @@ import pyarrow as pa
 from pipeline.core import schema
 
 from pipeline.core import store
+from pipeline.run import claims
 from pipeline.core.config import Profile
 from pipeline.stages import SOURCES, STAGES, TEXTS
-from pipeline.recipes.audio import Source, discover
+from pipeline.recipes.audio import Source, discover, split_long
 
 
 
@@ -41,8 +43,26 @@ def previous(stage: str) -> str | None:
     return None if reads in (SOURCES, TEXTS) else reads
 
 
+def shard_starts(sources: list[dict], shard_size: int) -> list[int]:
+    """Shards of up to ``shard_size`` files; a span of a long file (recipes.audio.split_long) is a shard of
+    its own, so a shard never holds more than about one span of audio however long the files are."""
+    starts, n = [], 0
+    for i, s in enumerate(sources):
+        if s.get("span") is not None or n == 0 or n >= shard_size:
+            starts.append(i)
+            n = 0
+        n = 1 if s.get("span") is not None else n + 1
+        if s.get("span") is not None:
+            n = shard_size  # nothing joins a span's shard
+    return starts
+
+
 class PlanMismatch(RuntimeError):
     pass
+
+
+class RunBusy(RuntimeError):
+    """Another live process works on this output folder (and the request would destroy its work)."""
 
 
 @dataclass
@@ -55,10 +75,23 @@ class Plan:
     texts: list[dict] = field(default_factory=list)
     text_rejects: list[dict] = field(default_factory=list)
     tts_shard_size: int = 16
+    shards: list[int] | None = None  # start index (into sources) of each shard; None: every shard_size
+
+    def __post_init__(self):
+        if self.shards is None:
+            self.shards = shard_starts(self.sources, self.shard_size)
 
     @property
     def n_shards(self) -> int:
-        return -(-len(self.sources) // self.shard_size)
+        return len(self.shards)
+
+    def shard_slice(self, k: int) -> slice:
+        return slice(self.shards[k], self.shards[k + 1] if k + 1 < len(self.shards) else len(self.sources))
+
+    @property
+    def files(self) -> list[str]:
+        """Input files (a long file planned as spans appears once)."""
+        return list(dict.fromkeys(s["rel"] for s in self.sources))
 
     @property
     def n_tts_shards(self) -> int:
@@ -69,7 +102,7 @@ def build_plan(p: Profile) -> Plan:
     """The plan of a run of profile ``p``: discovers the inputs, writes nothing (``python -m pipeline plan``
     shows it before a run; ``Run`` writes it as ``_work/plan.json``)."""
     input_path = p.path(p.input)
-    sources = [s.model_dump() for s in discover(input_path)] if input_path else []
+    sources = [s.dump() for s in split_long(discover(input_path), p.ingest.long_file_span_s)] if input_path else []
     texts, text_rejects = [], []
     if p.tts.input:
         from pipeline.recipes.text import read_corpus
@@ -94,9 +127,13 @@ class Run:
             self.timings = {}
             return
         if overwrite and self.dir.exists():
+            busy = claims.live_claims(self.work / "claims", self.claim_ttl_s)
+            if busy:
+                raise RunBusy(f"{self.dir} is being worked on by {claims.describe(busy[0][1])} "
+                              f"({busy[0][0].stem}); --overwrite would delete its work: stop it first")
             shutil.rmtree(self.dir)
         self.work.mkdir(parents=True, exist_ok=True)
-        store.clean_temps(self.dir)
+        store.clean_temps(self.dir)  # temps of dead writers only (a live worker's temp is kept)
         self.plan = self._plan()
         self.timings: dict[str, float] = self._load_timings()
 
@@ -112,14 +149,18 @@ class Run:
                     f"{plan.profile_digest}, {len(old.sources)} vs {len(plan.sources)} sources); "
                     "pass --overwrite to start again or choose another --output-dir")
             return old
-        tmp = path.with_suffix(".tmp")
+        tmp = store.temp_path(path)
         tmp.write_text(json.dumps(plan.__dict__, indent=1, ensure_ascii=False))
-        tmp.replace(path)
+        try:
+            os.link(tmp, path)  # never overwrites: two processes planning at once keep the first plan
+        except FileExistsError:
+            tmp.unlink(missing_ok=True)
+            return self._plan()  # compare with the plan the other process wrote
+        tmp.unlink(missing_ok=True)
         return plan
 
     def sources(self, k: int) -> list[Source]:
-        s = self.plan.shard_size
-        return [Source(**d) for d in self.plan.sources[k * s:(k + 1) * s]]
+        return [Source(**d) for d in self.plan.sources[self.plan.shard_slice(k)]]
 
     def texts(self, k: int) -> list[dict]:
         s = self.plan.tts_shard_size
@@ -135,16 +176,52 @@ class Run:
     def shard_ids(self, stage: str) -> list[int]:
         return list(range(self.plan.n_tts_shards if stage_class(stage).reads == TEXTS else self.plan.n_shards))
 
-    def pending(self, stage: str) -> list[int]:
-        return [k for k in self.shard_ids(stage) if not self.part(stage, k).exists()]
+    def done(self, stage: str, k: int) -> bool:
+        """Shard ``k`` of ``stage`` is finished: its part file exists and is a whole Parquet file. A
+        truncated or unreadable part (left by a crash, a full disk or a bad copy) is moved aside
+        (``*.corrupt-*``, reason in ``*.why``) so that the shard is redone."""
+        p = self.part(stage, k)
+        if not p.exists():
+            return False
+        bad = store.check(p)
+        if bad is None:
+            return True
+        moved = store.quarantine(p, f"{stage} shard {k}: {bad}")
+        warnings.warn(f"{stage} shard {k}: part file was not whole ({bad}); moved to {moved.name}, shard will be redone")
+        return False
 
-    def write_shard(self, stage: str, k: int, rows: list[dict] | pa.Table, rejects: list[dict]) -> int:
+    def pending(self, stage: str) -> list[int]:
+        return [k for k in self.shard_ids(stage) if not self.done(stage, k)]
+
+    # ---- cooperative claims (pipeline.run.claims; several processes or machines, one run) ------------
+    @property
+    def claim_ttl_s(self) -> float:
+        return float(getattr(self.profile.orchestration, "claim_ttl_s", claims.DEFAULT_TTL_S))
+
+    def claim_path(self, stage: str, k: int | None = None) -> Path:
+        return self.work / "claims" / (f"{stage}-{k:05d}.claim" if k is not None else f"{stage}.claim")
+
+    def claim(self, stage: str, k: int | None = None) -> "claims.Claim | None":
+        """Claim shard ``k`` of ``stage`` (or a whole step such as ``export`` when ``k`` is None) for this
+        process; None when a live process holds it."""
+        return claims.try_claim(self.claim_path(stage, k), self.claim_ttl_s, what=f"{self.dir}:{stage}:{k}")
+
+    def holder(self, stage: str, k: int | None = None) -> dict | None:
+        return claims.holder(self.claim_path(stage, k), self.claim_ttl_s)
+
+    def write_shard(self, stage: str, k: int, rows: list[dict] | pa.Table, rejects: list[dict]) -> int | None:
+        """Write shard ``k``: rejects first, then the part (the "done" mark) with a link that never
+        overwrites. Returns the row count, or None when another process finished the shard first (then
+        nothing of this call is kept and nothing is logged)."""
         table_name = stage_class(stage).writes
         t = rows if isinstance(rows, pa.Table) else schema.to_table(table_name, rows)
+        if self.done(stage, k):
+            return None
         store.write_atomic(schema.to_table("rejects", rejects), self.rejects_part(stage, k))
-        store.write_atomic(schema.conform(table_name, t), self.part(stage, k))  # last: marks the shard done
+        if not store.write_atomic(schema.conform(table_name, t), self.part(stage, k), overwrite=False):
+            return None
         with open(self.work / stage / "writes.log", "a") as log:  # one O_APPEND line per finished shard
-            log.write(f"{k}\t{os.getpid()}\t{time.time():.3f}\t{t.num_rows}\n")
+            log.write(f"{k}\t{os.getpid()}\t{time.time():.3f}\t{t.num_rows}\t{claims.HOST}\n")
         return t.num_rows
 
     def inputs(self, stage: str, k: int) -> list:
@@ -164,5 +241,10 @@ class Run:
         return json.loads(p.read_text()) if p.exists() else {}
 
     def add_timing(self, stage: str, seconds: float) -> None:
+        """Add wall seconds of ``stage`` (merged with what other processes of the run recorded)."""
+        self.timings = {**self._load_timings(), **{k: v for k, v in self.timings.items() if k not in self._load_timings()}}
         self.timings[stage] = round(self.timings.get(stage, 0.0) + seconds, 2)
-        (self.work / "timings.json").write_text(json.dumps(self.timings, indent=1))
+        path = self.work / "timings.json"
+        tmp = store.temp_path(path)
+        tmp.write_text(json.dumps(self.timings, indent=1))
+        tmp.replace(path)
