@@ -99,11 +99,11 @@ STAGE_FLOWS = {s: _stage_flow(s) for s in STAGE_ORDER}
 
 @flow(name="shards", log_prints=True)
 def shards_flow(profile: Profile, output_dir: str | None = None, report: bool = True,
-                stage_summaries: list[dict] | None = None) -> dict:
+                stage_summaries: list[dict] | None = None, stages: list[str] | None = None) -> dict:
     from pipeline.dataset.export import finish
 
     run = Run(profile, output_dir)
-    manifest = finish(run, report)
+    manifest = finish(run, report, tuple(stages) if stages is not None else None)
     rows = {t: v["rows"] for t, v in manifest["tables"].items()}
     create_table_artifact(key=f"stages-{profile.language}", table=stage_summaries or [], description="per-stage counts and throughput")
     reasons = "\n".join(f"| {k} | {v} |" for k, v in manifest["reject_reasons"].items()) or "| (none) | 0 |"
@@ -117,17 +117,19 @@ def run_stages(profile: Profile, output_dir: str | None, report: bool, stages=ST
     summaries = []
     for stage in stages:
         summaries.append(STAGE_FLOWS[stage].with_options(task_runner=task_runner(profile))(profile, output_dir))
-    return shards_flow(profile, output_dir, report, summaries)
+    return shards_flow(profile, output_dir, report, summaries, list(stages))
 
 
 @flow(name="dataset", log_prints=True)
 def dataset(lang: str, input: str | None = None, output_dir: str | None = None, overwrite: bool = False,
-            report: bool = True, overrides: dict[str, Any] | None = None, text_input: str | None = None) -> dict:
+            report: bool = True, overrides: dict[str, Any] | None = None, text_input: str | None = None,
+            until: str | None = None) -> dict:
     """Build the speech-instruction dataset for one language profile.
 
     ``input`` (audio folder or manifest) and ``text_input`` (text instruction corpus) replace the profile's
     inputs; naming either one replaces both, so ``input`` alone speaks no text corpus (pipeline.run.inputs).
-    ``overrides`` are dotted profile keys, e.g. ``{"shard_size": 4, "orchestration.workers": 2}``."""
+    ``overrides`` are dotted profile keys, e.g. ``{"shard_size": 4, "orchestration.workers": 2}``.
+    ``until``: run the stages up to and including this one and export what exists (a later run continues)."""
     from pipeline.run.inputs import load_user_profile, preflight
 
     profile, notes = load_user_profile(lang, None, input, text_input, overrides)
@@ -135,6 +137,8 @@ def dataset(lang: str, input: str | None = None, output_dir: str | None = None, 
     for line in notes:
         get_run_logger().info("%s", line)
     Run(profile, output_dir, overwrite=overwrite)  # plan once (and wipe on overwrite) before the stages
-    rows = run_stages(profile, output_dir, report)
+    from pipeline.dataset.export import stages_until
+
+    rows = run_stages(profile, output_dir, report, stages_until(until))
     get_run_logger().info("rows per table: %s -> %s", rows, Path(output_dir or profile.path(profile.output_dir)) / lang)
     return rows

@@ -14,15 +14,18 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
-def run_direct(profile, output_dir: str | None = None, overwrite: bool = False, report: bool = True) -> dict:
-    """The same stages as the Prefect flow, called in-process (no orchestration server)."""
-    from pipeline.dataset.export import finish
-    from pipeline.run.runner import STAGES, Run, run_stage
+def run_direct(profile, output_dir: str | None = None, overwrite: bool = False, report: bool = True,
+               until: str | None = None) -> dict:
+    """The same stages as the Prefect flow, called in-process (no orchestration server); ``until``: run the
+    stages up to and including this one, then export what exists (pipeline.dataset.export.stages_until)."""
+    from pipeline.dataset.export import finish, stages_until
+    from pipeline.run.runner import Run, run_stage
 
+    stages = stages_until(until)
     run = Run(profile, output_dir, overwrite=overwrite)
-    for stage in STAGES:
+    for stage in stages:
         run_stage(run, stage)
-    manifest = finish(run, report)
+    manifest = finish(run, report, stages)
     return {t: v["rows"] for t, v in manifest["tables"].items()}
 
 
@@ -52,13 +55,13 @@ def cmd_dataset(a) -> int:
     _say(notes + inputs.notes)
     t0 = time.time()
     if a.no_prefect or a.profile:
-        rows = run_direct(profile, _abs(a.output_dir), a.overwrite, not a.no_report)
+        rows = run_direct(profile, _abs(a.output_dir), a.overwrite, not a.no_report, until=a.until)
     else:
         _prefect_env()
         from flows.dataset import dataset
 
         rows = dataset(lang=profile.language, input=_abs(a.input), text_input=_abs(a.text_input), output_dir=_abs(a.output_dir),
-                       overwrite=a.overwrite, report=not a.no_report)
+                       overwrite=a.overwrite, report=not a.no_report, **({"until": a.until} if a.until else {}))
     out = os.path.join(_abs(a.output_dir) or str(profile.path(profile.output_dir)), profile.language)
     print(json.dumps({"output": out, "rows": rows, "seconds": round(time.time() - t0, 1)}))
     return 0
@@ -263,6 +266,12 @@ def _main(argv: list[str]) -> int:
     d.add_argument("--overwrite", action="store_true", help="delete a previous run in the output dir first")
     d.add_argument("--no-prefect", action="store_true", help="run the stages in-process without Prefect")
     d.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    from pipeline.stages import ORDER as _STAGE_ORDER
+
+    d.add_argument("--until", choices=_STAGE_ORDER, metavar="STAGE",
+                   help=f"run the stages up to and including STAGE ({', '.join(_STAGE_ORDER)}) and export what exists "
+                   "(e.g. --until asr: utterances with every metadata and ASR column + rejects, card, report; no LLM); "
+                   "a later run without --until continues from there")
     d.set_defaults(fn=cmd_dataset)
     t = sub.add_parser("tts", help="speak a text instruction corpus only (make tts LANG=xx)")
     t.add_argument("--lang", required=True)

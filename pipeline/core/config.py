@@ -42,12 +42,33 @@ class MetadataConfig(_M):
     # voice2gender: embedded XGBoost (CPU); audeering: wav2vec2 age+gender (hub weights, gender_model), also fills age_years
     gender_backend: Literal["voice2gender", "audeering"] = "voice2gender"
     gender_model: str = "audeering/wav2vec2-large-robust-24-ft-age-gender"
+    # gender from evidence (pipeline/backends/metadata/gender_evidence.py): the gender_backend classifier's P(female)
+    # (logit clipped to +-gender_classifier_max_logit) + the log-likelihood ratio of the median F0 under two log-normal
+    # populations, weighted; P(label) < gender_min_prob => gender null, the reason in gender_source (bench/bench_metadata.py
+    # --only hard measures accuracy / abstention / calibration on the hard set). false: the raw classifier
+    gender_fusion: bool = True
+    gender_min_prob: float = Field(0.85, ge=0.5, le=1.0)
+    gender_classifier_max_logit: float = Field(3.0, gt=0)
+    gender_f0_male_hz: float = Field(120.0, gt=0)
+    gender_f0_female_hz: float = Field(210.0, gt=0)
+    gender_f0_octaves: float = Field(0.25, gt=0)  # width (sd of log2 F0) of each population
+    gender_f0_max_llr: float = Field(8.0, gt=0)
+    gender_min_voiced_frames: int = Field(20, ge=1)  # 10 ms frames: fewer => no F0 evidence (whisper, noise)
+    # weights by rule (gender_evidence.py): the classifier alone (0.5 x its clipped logit <= 1.5, P <= 0.82) never
+    # reaches gender_min_prob, so an answer needs the F0 to agree or at least not to contradict it
+    gender_w_classifier: float = 0.5
+    gender_w_f0: float = 1.0
+    gender_bias: float = 0.0
     pitch_fmin: float = 60.0
     pitch_fmax: float = 400.0
-    # yin: vectorised YIN + voicing decision (300-600x realtime per core); pyin: librosa.pyin (~20x)
-    pitch_backend: Literal["yin", "pyin"] = "yin"
+    # praat: Praat autocorrelation + Viterbi via praat-parselmouth (fewest gross/octave errors on the hard set, ~170x
+    # realtime per core); yin: vectorised YIN + voicing decision (300-600x, loses voiced frames in noise); pyin: librosa
+    pitch_backend: Literal["praat", "yin", "pyin"] = "praat"
     # SNR: wada (embedded, blind) or brouhaha (hub weights + the brouhaha package; also fills c50_db)
     snr_backend: Literal["wada", "brouhaha"] = "wada"
+    # estimates at or above this are stored as snr_db = snr_cap_db with snr_capped = true ("above N dB", seeds say
+    # "clean"): WADA reads clean speech anywhere from 25 to its table top (100 dB) and underestimates above ~25 dB
+    snr_cap_db: float = Field(40.0, gt=0)
     brouhaha_model: str = "pyannote/brouhaha"
     # DNSMOS P.835 (speechmos ONNX, ~2x realtime per core): opt-in
     dnsmos: bool = False

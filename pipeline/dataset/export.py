@@ -53,10 +53,36 @@ def _concat_checked(run: Run, table: str, paths: list[Path]) -> pa.Table:
     return _concat(table, paths)
 
 
-def export(run: Run) -> dict:
-    """Write the final shards (one per work shard with rows; skipped when present), then manifest and card."""
+def stages_until(until: str | None) -> tuple[str, ...]:
+    """The stages a run with ``--until STAGE`` runs: ORDER up to and including ``until`` (None: all of them)."""
+    if until is None:
+        return tuple(ORDER)
+    if until not in ORDER:
+        raise ValueError(f"--until {until!r}: not a stage (stages in run order: {', '.join(ORDER)})")
+    return tuple(ORDER[: ORDER.index(until) + 1])
+
+
+def _exported_stages(run: Run) -> list[str] | None:
+    try:
+        return json.loads((run.dir / "_manifest.json").read_text()).get("stages", list(ORDER))
+    except (OSError, ValueError):
+        return None
+
+
+def export(run: Run, stages: tuple[str, ...] | None = None) -> dict:
+    """Write the final shards (one per work shard with rows; skipped when present), then manifest and card.
+
+    ``stages``: the prefix of ORDER that ran (``--until``; None: every stage). The final tables hold what those
+    stages made (a prefix without an instruction stage exports utterances and rejects only). When the previous
+    export was of another prefix, its final shards are removed first, so a later run continues and re-exports."""
     n, m = run.plan.n_shards, run.plan.n_tts_shards
-    stages = [stage_class(name) for name in ORDER]
+    ran = tuple(stages) if stages is not None else tuple(ORDER)
+    before = _exported_stages(run)
+    if before is not None and tuple(before) != ran:
+        for table in schema.TABLES:
+            for f in sorted((run.dir / table).glob("part-*.parquet")):
+                f.unlink()
+    stages = [stage_class(name) for name in ORDER if name in ran]
     shard_stages = [c.name for c in stages if c.reads != TEXTS]  # shards cut from the input files
     text_stages = [c.name for c in stages if c.reads == TEXTS]  # shards cut from the text corpus
     made = {c.name: c.writes for c in stages}
@@ -69,7 +95,7 @@ def export(run: Run) -> dict:
     for j in range(m):
         jobs.append(("instructions", n + j, [run.part(s, j) for s in text_stages if made[s] == "instructions"]))
         jobs.append(("rejects", n + j, [run.rejects_part(s, j) for s in text_stages]))
-    if run.plan.text_rejects:
+    if run.plan.text_rejects and text_stages:
         jobs.append(("rejects", n + m, []))
     binner = dataset_binner(run)  # dataset-wide metadata bins (pipeline/dataset/bins.py), computed on first use
     for table, k, inputs in jobs:
@@ -94,7 +120,7 @@ def export(run: Run) -> dict:
         if f.parent.name in schema.TABLES and (bad := store.check(f)) is not None:
             raise store.CorruptPart(f, bad)
     check_accounting(run)
-    manifest = write_manifest(run)
+    manifest = write_manifest(run, ran)
     write_card(run, manifest)
     return manifest
 
@@ -113,7 +139,7 @@ def check_accounting(run: Run) -> dict:
     return {"sources": len(files), "accounted": len(files)}
 
 
-def write_manifest(run: Run) -> dict:
+def write_manifest(run: Run, stages: tuple[str, ...] | None = None) -> dict:
     tables = {}
     for table in schema.TABLES:
         files = []
@@ -142,6 +168,7 @@ def write_manifest(run: Run) -> dict:
                    "gender": p.metadata.gender_backend},
         "language_support": language_support(p),
         "stage_seconds": run.timings, "reject_reasons": dict(sorted(rejects.items())), "tables": tables,
+        "stages": list(stages if stages is not None else ORDER),
     }
     tmp = run.dir / f"._manifest.json.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(manifest, indent=1))
@@ -222,6 +249,7 @@ Models: {', '.join(f'{k}: `{v}`' for k, v in manifest['models'].items())}.
 The LLM responses come from a small embedded model unless the profile names a production one; check
 `engine` / `model_id` per row. Attributes no model estimated (e.g. emotion) are absent, never guessed.
 
+{_partial_text(manifest)}
 ## Reject reasons
 | stage:reason | rows |
 |---|---|
@@ -244,12 +272,13 @@ The LLM responses come from a small embedded model unless the profile names a pr
     return out
 
 
-def finish(run: Run, report: bool = True) -> dict:
-    """Export the final tables (manifest, card) and, with ``report``, the HTML dataset report."""
+def finish(run: Run, report: bool = True, stages: tuple[str, ...] | None = None) -> dict:
+    """Export the final tables (manifest, card) and, with ``report``, the HTML dataset report. ``stages``: the
+    prefix of the stages that ran (``--until``), None for all."""
     from pipeline.run.runner import exclusive
 
     with exclusive(run, "export"):  # several processes of one run: one exports, the others wait for it
-        manifest = export(run)
+        manifest = export(run, stages)
         if report:
             from pipeline.dataset.report import write_report
 

@@ -88,8 +88,9 @@ class LabelTasks:
             snr = row.get("snr_db")
             if snr is None:
                 return None
-            return ({"noise": snr_label(snr).split(" (")[0], "snr": int(round(snr))},
-                    f"snr_db:{row.get('snr_source') or 'estimate'}")
+            capped = bool(row.get("snr_capped"))  # at the estimator's cap: "clean", no number (snr None)
+            return ({"noise": snr_label(snr, capped).split(" (")[0], "snr": None if capped else int(round(snr))},
+                    f"snr_db:{row.get('snr_source') or 'estimate'}" + (":capped" if capped else ""))
         if task == "language":
             code = row.get("asr_language")
             if not code:
@@ -131,6 +132,13 @@ class LabelTasks:
                 variant = rng.randrange(1 << 16)
                 prompt = pool[k]
                 response = render(self.files[task][1], variant=variant, **values)
+                if None in values.values():  # e.g. snr None (capped): a template without a form for it says "None"
+                    for v2 in range(variant + 1, variant + 8):
+                        if "None" not in response:
+                            break
+                        variant, response = v2, render(self.files[task][1], variant=v2, **values)
+                    if "None" in response:
+                        continue
                 out.append({
                     "id": rid, "utterance_id": row["id"], "task": task, "dataset": self.dataset, "audio": row["audio"],
                     "seed_description": seed_descriptions.get(row["id"]), "prompt": prompt, "response": response,

@@ -39,9 +39,12 @@ def pitch_label(pitch: float | None, gender: str | None) -> str | None:
     return "low pitch" if pitch < 0.85 * ref else "high pitch" if pitch > 1.15 * ref else "normal pitch"
 
 
-def snr_label(snr: float | None) -> str | None:
+def snr_label(snr: float | None, capped: bool | None = False) -> str | None:
+    """"noisy (14 dB)"; an estimate at the estimator's cap (``snr_capped``) is just "clean": no made-up number."""
     if snr is None:
         return None
+    if capped:
+        return "clean"
     q = "very noisy" if snr < 10 else "noisy" if snr < 20 else "fairly clean" if snr < 30 else "clean"
     return f"{q} ({snr:.0f} dB)"
 
@@ -61,7 +64,8 @@ def _categorical(row: dict, name: str) -> str | None:
 def seed_description(row: dict, transcript: str, language: str | None = None) -> str:
     """DeSTA2 seed: "[00:00-00:05] transcript (Gender: ..., Emotion: ..., Accent: ..., Pitch: ..., Speaking speed: ...,
     SNR: ..., Duration: 5s)".
-    Attributes that no estimator produced are left out rather than guessed."""
+    Attributes that no estimator produced are left out rather than guessed; so is a gender the estimator abstained
+    on (``gender`` null, pipeline.backends.metadata.gender_evidence) unless the manifest gives one."""
     dur = float(row["duration_s"])
     attrs = [
         ("Gender", (gender_of(row) or "").capitalize() or None),
@@ -69,7 +73,7 @@ def seed_description(row: dict, transcript: str, language: str | None = None) ->
         ("Accent", _categorical(row, "accent")),
         ("Pitch", pitch_label(row.get("pitch_mean_hz"), gender_of(row))),
         ("Speaking speed", speed_label_for(transcript, dur, language)[0]),
-        ("SNR", snr_label(row.get("snr_db"))),
+        ("SNR", snr_label(row.get("snr_db"), row.get("snr_capped"))),
         ("Duration", f"{dur:.0f}s"),
     ]
     return render(localized("desta_seed.j2", language), start=mmss(0), end=mmss(dur), transcript=transcript,
