@@ -5,8 +5,9 @@
     python scripts/language_report.py --run de fr --n-qa 1 --out /tmp/langs   # build each language's sample first
 
 For each folder (written by ``make dataset LANG=xx``), with xx read from its ``_manifest.json``:
-- ``asr_language_share``: of the utterances that reached the ASR stage (kept, or rejected there), the share
-  whose detected language is the profile's (``language_mismatch`` rejects count as other languages);
+- ``asr_language_share``: of the utterances in the profile language (by the manifest's ``labels.lang``) that
+  reached the ASR stage (kept, or rejected there), the share not detected as another language (kept rows by
+  ``asr_language``; ``language_mismatch`` rejects count as other languages, other ASR rejects as the profile's);
 - ``asr_error``: corpus WER, or CER for ja/zh/..., of the kept utterances against the manifest reference;
 - ``generated_in_language``: share of LLM-generated rows (description, qa) whose response py3langid places in
   the profile language (p >= 0 : its top guess), and the same over every instruction row's response;
@@ -44,11 +45,21 @@ def report(folder: Path) -> dict:
     manifest = json.loads((folder / "_manifest.json").read_text())
     lang = base_language(manifest["language"])
     utt, ins, rej = _read(folder, "utterances"), _read(folder, "instructions"), _read(folder, "rejects")
-    asr_rej = [r for r in rej if r.get("stage") == "asr"]
+    # clips the manifest labels as another language (the sample corpora's English clip) are not counted
+    other = set()
+    src = ROOT / manifest["input"] if manifest.get("input") and not Path(manifest["input"]).is_absolute() else Path(manifest.get("input") or "")
+    if src.suffix == ".jsonl" and src.is_file():
+        for line in src.read_text().splitlines():
+            r = json.loads(line)
+            if (r.get("labels") or {}).get("lang") not in (None, lang):
+                other.add(r["path"])
+    utt = [u for u in utt if u.get("source_path") not in other]
+    asr_rej = [r for r in rej if r.get("stage") == "asr" and r.get("source_path") not in other]
     mismatch = sum(r["reason"] == "language_mismatch" for r in asr_rej)
     detected = Counter(base_language(u.get("asr_language")) for u in utt)
     reached = len(utt) + len(asr_rej)
-    same = detected.get(lang, 0) + sum(r["reason"] != "language_mismatch" for r in asr_rej)  # other ASR rejects: not known
+    # rejected at ASR for another reason (low confidence ...): the reject keeps no language, counted as the profile's
+    same = detected.get(lang, 0) + sum(r["reason"] != "language_mismatch" for r in asr_rej)
     metric = error_metric(lang)
     pairs = [(u["reference_text"], u.get("asr_text") or "") for u in utt if (u.get("reference_text") or "").strip()]
     if metric == "cer":
@@ -67,13 +78,17 @@ def report(folder: Path) -> dict:
                 "other": dict(Counter(x for x in langs if x != lang).most_common(5))}
 
     gen = [r for r in ins if r["task"] in ("description", "qa")]
+    # every LLM candidate: the kept rows and the llm-stage rejects that kept the model's raw text (the answer
+    # of a QA reject is inside its JSON; py3langid reads the whole of it)
+    cands = gen + [{"response": r["raw"]} for r in rej if r.get("stage") == "llm" and (r.get("raw") or "").strip()]
     return {
         "folder": str(folder), "language": lang,
         "asr_language_share": {"reached_asr": reached, "profile_language": same, "language_mismatch": mismatch,
                                "share": round(same / reached, 3) if reached else None,
                                "detected_on_kept": dict(detected)},
         "asr_error": {"metric": metric, "value": round(err, 3) if err is not None else None, "utterances": len(pairs)},
-        "generated_in_language": share(gen), "all_instructions_in_language": share(ins),
+        "generated_in_language": share(gen), "llm_candidates_in_language": share(cands),
+        "all_instructions_in_language": share(ins),
         "rows": {t: v["rows"] for t, v in manifest["tables"].items()},
         "instructions_per_task": dict(Counter(r["task"] for r in ins)),
         "rejects_per_reason": dict(Counter(f"{r['stage']}:{r['reason']}" for r in rej)),
@@ -104,7 +119,8 @@ def main() -> int:
         s, e, g = r["asr_language_share"], r["asr_error"], r["generated_in_language"]
         print(f"{r['language']}: ASR language {s['profile_language']}/{s['reached_asr']} ({s['share']}); "
               f"{e['metric'].upper()} {e['value']} on {e['utterances']}; generated in {r['language']}: "
-              f"{g['in_language']}/{g['rows']} ({g['share']}), other {g['other']}; rows {r['rows']}; "
+              f"{g['in_language']}/{g['rows']} ({g['share']}), other {g['other']}; all LLM candidates in {r['language']}: "
+              f"{r['llm_candidates_in_language']['in_language']}/{r['llm_candidates_in_language']['rows']}; rows {r['rows']}; "
               f"tasks {r['instructions_per_task']}")
     if a.json:
         a.json.write_text(json.dumps(out, indent=1, ensure_ascii=False))
