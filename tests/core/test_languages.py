@@ -68,6 +68,10 @@ def test_speaking_rate_units_follow_the_language_convention():
     r = speaking_rate("東京駅で友達と会います。", 2.0, "ja")
     assert r["speaking_rate_wps"] == 8.0 and r["speaking_rate_source"].endswith("unit=morae")
     assert r["n_phonemes"] > 16  # espeak-ng phonemised the kana reading, not "Chinese letter"
+    # the metadata stage knows no row language yet: the profile's phonemizer voice decides the unit
+    r = speaking_rate("東京駅で友達と会います。", 2.0, None, default_voice="ja")
+    assert r["n_words"] == 16 and r["speaking_rate_source"].endswith("unit=morae")
+    assert speaking_rate("今天天气很好。", 1.5, None, "cmn-latn-pinyin")["n_words"] == 6
 
 
 def test_prompt_lookup_falls_back_to_the_default(tmp_path):

@@ -255,11 +255,14 @@ def speaking_rate(text: str, span_s: float, language: str | None = None, default
     # that unit, and speaking_rate_source names it)
     from pipeline.core.text import rate_units, reading
 
-    nw, unit = rate_units(text, language) if language else (count_words(text), "words")
+    unit_language = language or default_voice  # no row language yet (metadata stage): the profile's phonemizer voice
+    nw, unit = rate_units(text, unit_language)
+    if unit == "words":
+        nw = count_words(text)
     if nw == 0:
         raise ValueError("empty transcript")
     voice = espeak_voice(language, default_voice)
-    nph = len(phonemize(reading(text, language), voice))  # espeak-ng's ja voice reads kana, not kanji
+    nph = len(phonemize(reading(text, unit_language), voice))  # espeak-ng's ja voice reads kana, not kanji
     return {"n_words": nw, "n_phonemes": nph, "speaking_rate_wps": float(nw / span_s), "speaking_rate_pps": float(nph / span_s),
             "speaking_rate_source": f"{text_source}+{_ph_source()}:{voice}" + ("" if unit == "words" else f";unit={unit}")}
 
