@@ -20,8 +20,12 @@ def test_german_is_detected_and_rejected(batched):
 
 
 def test_no_speech_and_clean_speech(clips, batched):
-    reason, detail = check(batched["noise"], 3.0, "en")
-    assert reason == "asr_no_speech", (batched["noise"], detail)
+    # White noise must never be kept. Which filter catches it depends on the temperature-fallback sample
+    # (faster-whisper's sampled text on noise differs between the first and later calls of a model): no speech,
+    # or a spurious language / repeated tokens. The asr_no_speech rule itself is tested exactly below.
+    bad = check(batched["noise"], 3.0, "en")
+    assert bad and bad[0] in ("asr_no_speech", "language_mismatch", "asr_repetitive", "asr_filler_phrase",
+                              "asr_low_confidence"), (batched["noise"], bad)
     for n in ENGLISH:
         assert check(batched[n], len(clips[n]) / 16000, "en") is None, (n, batched[n])
 
