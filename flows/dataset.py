@@ -42,19 +42,37 @@ def _fingerprint(path: Path) -> str:
 def shard_cache_key(context, parameters) -> str | None:
     """Prefect cache key: profile digest + stage + shard + fingerprint of the shard's input and output.
     A shard whose output was deleted gets a new key, so the cache never hides missing files."""
-    profile, stage, k = parameters["profile"], parameters["stage"], parameters["k"]
-    run = Run(profile, parameters["output_dir"], attach=True)
-    out = run.part(stage, k)
-    if not out.exists():
-        return None
-    src = run.part(previous(stage), k) if previous(stage) else None
-    items = [profile.digest(), stage, str(k), str(run.dir), _fingerprint(out), _fingerprint(src) if src and src.exists() else "-"]
+    profile, stage = parameters["profile"], parameters["stage"]
+    ks = parameters["ks"] if "ks" in parameters else [parameters["k"]]
+    run = Run(profile, parameters["output_dir"], attach=True)  # the plan's header only (pipeline.run.sources)
+    items = [profile.digest(), stage, str(run.dir)]
+    for k in ks:  # a group of shards: every output must exist
+        out = run.part(stage, k)
+        if not out.exists():
+            return None
+        src = run.part(previous(stage), k) if previous(stage) else None
+        items += [str(k), _fingerprint(out), _fingerprint(src) if src and src.exists() else "-"]
     return hashlib.sha256("|".join(items).encode()).hexdigest()
+
+
+def task_groups(ids: list[int], profile: Profile) -> list[list[int]]:
+    """Shards per Prefect task: ``orchestration.shards_per_task``, or (None) as many as keep the stage at
+    ``orchestration.max_tasks`` tasks, so 10^5 small shards do not become 10^5 task runs for the server and
+    the Dask scheduler to track. A task runs its shards one after another (each claimed, skipped when done)."""
+    o = profile.orchestration
+    per = getattr(o, "shards_per_task", None) or max(1, -(-len(ids) // max(1, getattr(o, "max_tasks", 1000))))
+    return [ids[i:i + per] for i in range(0, len(ids), per)]
 
 
 @task(name="shard", task_run_name="{stage}-{k:05d}", cache_key_fn=shard_cache_key, persist_result=True)
 def shard_task(profile: Profile, output_dir: str | None, stage: str, k: int) -> dict:
     return process_shard(Run(profile, output_dir, attach=True), stage, k)
+
+
+@task(name="shards", task_run_name="{stage}-{ks[0]:05d}", cache_key_fn=shard_cache_key, persist_result=True)
+def shards_task(profile: Profile, output_dir: str | None, stage: str, ks: list[int]) -> list[dict]:
+    run = Run(profile, output_dir, attach=True)
+    return [process_shard(run, stage, k) for k in ks]
 
 
 def _stage_flow(stage: str):
@@ -65,25 +83,27 @@ def _stage_flow(stage: str):
         todo = set(run.pending(stage))
         t0 = time.time()
         o = profile.orchestration
-        task_ = shard_task.with_options(retries=o.retries, retry_delay_seconds=exponential_backoff(backoff_factor=o.retry_delay_s))
-        futures = task_.map(unmapped(profile), unmapped(output_dir), unmapped(stage), ids)
-        counts = []
+        task_ = shards_task.with_options(retries=o.retries, retry_delay_seconds=exponential_backoff(backoff_factor=o.retry_delay_s))
+        futures = task_.map(unmapped(profile), unmapped(output_dir), unmapped(stage), task_groups(ids, profile))
+        counts, done_rows, done_rejects = [], 0, 0
         # one bar per stage (stderr), advanced as shard tasks finish, in whatever order the runner ends them
         eta = Eta.start(run, stage, sorted(todo)) if todo else None  # remaining time by rows (preview.Eta)
         with tqdm(total=len(ids), desc=f"{stage:>8}", unit="shard", disable=not todo) as bar:
             if eta:
                 bar.set_postfix(eta=eta.update(None, 0.0))
             for f in as_completed(list(futures)):
-                counts.append(f.result())
-                bar.update(1)
-                done_rows = sum(c.get("rows", 0) for c in counts)
-                bar.set_postfix(rows=done_rows, rejects=sum(c.get("rejects", 0) for c in counts),
+                got = f.result()
+                counts += got
+                bar.update(len(got))
+                done_rows += sum(c.get("rows", 0) for c in got)  # running totals: O(1) per finished task
+                done_rejects += sum(c.get("rejects", 0) for c in got)
+                bar.set_postfix(rows=done_rows, rejects=done_rejects,
                                 rows_per_s=f"{done_rows / max(time.time() - t0, 1e-6):.2f}",
                                 **({"eta": eta.update(counts[-1].get("shard") if not counts[-1].get("skipped") else None,
                                                       time.time() - t0)} if eta else {}))
         seconds = time.time() - t0
         if todo:
-            Run(profile, output_dir).add_timing(stage, seconds)
+            run.add_timing(stage, seconds)  # (the attached run: no discovery of the inputs again)
         rows = sum(c.get("rows", 0) for c in counts)
         summary = {"stage": stage, "shards": len(ids), "ran": len(todo), "rows": rows,
                    "rejects": sum(c.get("rejects", 0) for c in counts), "seconds": round(seconds, 1),

@@ -221,6 +221,29 @@ class OrchestrationConfig(_M):
     # cooperative runs (issue 18): a shard claim whose heartbeat is older than this is taken over (a holder
     # on this machine is checked by pid at once); the heartbeat is refreshed every claim_ttl_s / 4
     claim_ttl_s: float = 120.0
+    # Prefect at scale (issue 20): shards per mapped task; None => as many as keep a stage at max_tasks tasks
+    shards_per_task: int | None = Field(None, ge=1)
+    max_tasks: int = Field(1000, ge=1)
+
+
+class ExportConfig(_M):
+    """Final tables (issue 20; pipeline/dataset/compact.py, pipeline/dataset/dedup.py)."""
+
+    # a final part is closed at a shard boundary once it holds part_rows rows or part_mb MiB (work-part sizes)
+    part_rows: int = Field(200_000, ge=1)
+    part_mb: float = Field(512.0, gt=0)
+    row_group_rows: int = Field(8192, ge=1)  # row groups inside a part (fewer for rows with audio: row_group_mb)
+    row_group_mb: float = Field(64.0, gt=0)
+    # dataset-wide near-duplicate removal across shards (MinHash LSH over character 5-grams, staged):
+    # generated instructions (prompt + response) and transcripts; dropped rows go to rejects naming the kept twin
+    dedup: bool = True
+    dedup_threshold: float = Field(0.8, gt=0, le=1)
+    dedup_num_perm: int = Field(64, ge=8)
+    dedup_transcripts: bool = True
+    dedup_transcript_min_chars: int = 30  # shorter transcripts ("yes", "thank you") are never duplicates
+    # transcript twins must also last about as long (a re-upload of the same audio); None: the transcript alone
+    # decides (drops the same sentence read by other speakers, as in read-speech corpora)
+    dedup_same_duration_s: float | None = 0.25
 
 
 class Profile(_M):
@@ -242,10 +265,12 @@ class Profile(_M):
     # speech-LM training (pipeline/train/); exclude=True keeps it out of model_dump, so out of digest()
     train: "TrainConfig" = Field(default_factory=lambda: TrainConfig(), exclude=True)
     orchestration: OrchestrationConfig = OrchestrationConfig()
+    export: ExportConfig = ExportConfig()
 
     def digest(self) -> str:
         """Stable hash of everything that changes the output (used to refuse mixing runs)."""
-        d = self.model_dump(exclude={"output_dir", "orchestration"})
+        d = self.model_dump(exclude={"output_dir": True, "orchestration": True,  # export part sizes: layout only
+                                     "export": {"part_rows", "part_mb", "row_group_rows", "row_group_mb"}})
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def path(self, p: str | None) -> Path | None:

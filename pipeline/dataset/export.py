@@ -70,7 +70,8 @@ def _exported_stages(run: Run) -> list[str] | None:
 
 
 def export(run: Run, stages: tuple[str, ...] | None = None) -> dict:
-    """Write the final shards (one per work shard with rows; skipped when present), then manifest and card.
+    """Write the final tables (parts of consecutive shards sized by ``export.part_rows`` / ``part_mb``, cross-shard
+    duplicates left out; a whole part whose inputs are unchanged is kept), then manifest and card.
 
     ``stages``: the prefix of ORDER that ran (``--until``; None: every stage). The final tables hold what those
     stages made (a prefix without an instruction stage exports utterances and rejects only). When the previous
@@ -98,24 +99,8 @@ def export(run: Run, stages: tuple[str, ...] | None = None) -> dict:
     if run.plan.text_rejects and text_stages:
         jobs.append(("rejects", n + m, []))
     binner = dataset_binner(run)  # dataset-wide metadata bins (pipeline/dataset/bins.py), computed on first use
-    for table, k, inputs in jobs:
-        out = run.dir / table / store.part_name(k)
-        if out.exists():
-            bad = store.check(out)
-            if bad is None:
-                continue
-            store.quarantine(out, f"final {table} shard {k}: {bad}")  # a torn final part is rewritten
-        if table == "rejects" and k == n + m:
-            t = schema.to_table("rejects", [{**r, "stage": text_stages[0], "source_path": run.profile.tts.input} for r in run.plan.text_rejects])
-        else:
-            missing = [p for p in inputs if not p.exists() and "rejects-" not in p.name]
-            if missing:
-                raise RuntimeError(f"cannot export {table} shard {k}: stage output {missing[0]} is missing (run the stages first)")
-            t = _concat_checked(run, table, inputs)
-            if table == "utterances":
-                t = binner(t)
-        if t.num_rows:  # no empty shards: readers (datasets) choke on 0-row Parquet files
-            store.write_atomic(t, out)
+    _compact(run, jobs, n, m, binner, ran, last_utterances, [s for s in shard_stages if made[s] == "instructions"],
+             [s for s in text_stages if made[s] == "instructions"], text_stages)
     for f in sorted(run.dir.glob("*/part-*.parquet")):  # never a manifest over a torn table
         if f.parent.name in schema.TABLES and (bad := store.check(f)) is not None:
             raise store.CorruptPart(f, bad)
@@ -123,6 +108,42 @@ def export(run: Run, stages: tuple[str, ...] | None = None) -> dict:
     manifest = write_manifest(run, ran)
     write_card(run, manifest)
     return manifest
+
+
+def _compact(run: Run, jobs, n: int, m: int, binner, ran, last_utterances: str, inst_stages: list[str],
+             text_inst_stages: list[str], text_stages: list[str]) -> None:
+    """The final tables from the work shards: dataset-wide dedup (pipeline/dataset/dedup.py, ``export.dedup``), then
+    parts sized for readers by a streaming compaction (pipeline/dataset/compact.py, ``export.part_rows/part_mb``)."""
+    from pipeline.dataset import compact, dedup
+
+    drops = dedup.find(run, last_utterances, inst_stages, text_inst_stages)
+    bins_key = ""
+    if any(t == "utterances" for t, _, _ in jobs):
+        binner(schema.to_table("utterances", []))  # the dataset-wide edges, computed once
+        bins_path = run.dir / "_bins.json"
+        bins_key = _sha256(bins_path) if bins_path.exists() else ""
+
+    def loader(table: str, k: int, inputs: list[Path]):
+        def load():
+            if table == "rejects" and k == n + m:
+                return schema.to_table("rejects", [{**r, "stage": text_stages[0], "source_path": run.profile.tts.input}
+                                                   for r in run.plan.text_rejects])
+            if table == "rejects" and k == n + m + 1:
+                return schema.to_table("rejects", drops.rejects)
+            missing = [p for p in inputs if not p.exists() and "rejects-" not in p.name]
+            if missing:
+                raise RuntimeError(f"cannot export {table} shard {k}: stage output {missing[0]} is missing (run the stages first)")
+            t = drops.filter(table, k if k < n else ("t", k - n), _concat_checked(run, table, inputs))
+            return binner(t) if table == "utterances" else t
+        return load
+
+    if drops.rejects:
+        jobs = jobs + [("rejects", n + m + 1, [])]
+    hints = {n + m: len(run.plan.text_rejects), n + m + 1: len(drops.rejects)}
+    for table in schema.TABLES:
+        key = "|".join([",".join(ran), drops.digest] + ([bins_key] if table == "utterances" else []))
+        compact.write_table(run, table, [compact.Job(k, loader(t, k, inputs), inputs, hints.get(k) if t == "rejects" and k >= n + m else None)
+                                         for t, k, inputs in jobs if t == table], content_key=key)
 
 
 def check_accounting(run: Run) -> dict:
@@ -229,6 +250,7 @@ configs:
 
 Made by speechinstruct {__version__} with profile `{p.language}` (digest `{manifest['profile_digest']}`)
 on {manifest['created']}. {manifest['sources']} input files, {manifest['audio_hours'] * 60:.1f} minutes of kept speech.
+{_partial_text(manifest)}
 
 ## Inputs
 {_inputs_text(manifest.get('inputs') or inputs_of(run))}
@@ -249,7 +271,6 @@ Models: {', '.join(f'{k}: `{v}`' for k, v in manifest['models'].items())}.
 The LLM responses come from a small embedded model unless the profile names a production one; check
 `engine` / `model_id` per row. Attributes no model estimated (e.g. emotion) are absent, never guessed.
 
-{_partial_text(manifest)}
 ## Reject reasons
 | stage:reason | rows |
 |---|---|

@@ -2,7 +2,8 @@
 
 Layout of one run (``<output_dir>/<lang>/``)::
 
-    _work/plan.json                 sources, shard count, profile digest (fixed at first run)
+    _work/plan.json                 header: profile digest, shard counts, generations (pipeline.run.sources)
+    _work/sources/, _work/texts/    the planned sources / text records, chunked by shard (read per shard)
     _work/<stage>/part-NNNNN.parquet   stage output for shard N (exists => shard done)
     _work/<stage>/rejects-NNNNN.parquet
     utterances/ instructions/ rejects/  final tables (written by ``export``)
@@ -26,6 +27,7 @@ from pipeline.core import schema
 
 from pipeline.core import store
 from pipeline.run import claims
+from pipeline.run import sources as sources_table
 from pipeline.core.config import Profile
 from pipeline.stages import SOURCES, STAGES, TEXTS
 from pipeline.recipes.audio import Source, discover, split_long
@@ -57,8 +59,7 @@ def shard_starts(sources: list[dict], shard_size: int) -> list[int]:
     return starts
 
 
-class PlanMismatch(RuntimeError):
-    pass
+PlanMismatch = sources_table.PlanMismatch  # the folder holds a run of another profile or input
 
 
 class RunBusy(RuntimeError):
@@ -97,6 +98,13 @@ class Plan:
     def n_tts_shards(self) -> int:
         return -(-len(self.texts) // self.tts_shard_size)
 
+    def shard_sources(self, k: int) -> list[dict]:
+        return self.sources[self.shard_slice(k)]
+
+    def shard_texts(self, k: int) -> list[dict]:
+        s = self.tts_shard_size
+        return self.texts[k * s:(k + 1) * s]
+
 
 def build_plan(p: Profile) -> Plan:
     """The plan of a run of profile ``p``: discovers the inputs, writes nothing (``python -m pipeline plan``
@@ -122,8 +130,9 @@ class Run:
         self.profile = profile
         self.dir = Path(output_dir or profile.path(profile.output_dir)) / profile.language
         self.work = self.dir / "_work"
-        if attach:
-            self.plan = Plan(**json.loads((self.work / "plan.json").read_text()))
+        self.attached = attach
+        if attach:  # the plan's header only; a shard's sources are read from one chunk (pipeline.run.sources)
+            self.plan = sources_table.load(self.work, Plan)
             self.timings = {}
             return
         if overwrite and self.dir.exists():
@@ -138,33 +147,24 @@ class Run:
         self.timings: dict[str, float] = self._load_timings()
 
     # ---- plan -----------------------------------------------------------------------------
-    def _plan(self) -> Plan:
-        path = self.work / "plan.json"
-        plan = build_plan(self.profile)
-        if path.exists():
-            old = Plan(**json.loads(path.read_text()))
-            if (old.profile_digest, old.sources, old.texts) != (plan.profile_digest, plan.sources, plan.texts):
-                raise PlanMismatch(
-                    f"{self.dir} holds a run with a different profile or input (digest {old.profile_digest} vs "
-                    f"{plan.profile_digest}, {len(old.sources)} vs {len(plan.sources)} sources); "
-                    "pass --overwrite to start again or choose another --output-dir")
-            return old
-        tmp = store.temp_path(path)
-        tmp.write_text(json.dumps(plan.__dict__, indent=1, ensure_ascii=False))
+    def _plan(self):
+        """Discover the inputs and write or extend the stored plan (pipeline.run.sources: new files become new
+        shards, changed and removed ones are reported). Attached (``Run(..., attach=True)._plan()``) it only
+        compares and writes nothing: PlanMismatch for a run of another profile, else the plan with ``pending``."""
+        if self.attached:
+            return sources_table.plan_run(self.profile, self.work, Plan, write=False)
+        while (c := self.claim("plan")) is None:  # one planner at a time (two would both add the new files)
+            time.sleep(0.25)
         try:
-            os.link(tmp, path)  # never overwrites: two processes planning at once keep the first plan
-        except FileExistsError:
-            tmp.unlink(missing_ok=True)
-            return self._plan()  # compare with the plan the other process wrote
-        tmp.unlink(missing_ok=True)
-        return plan
+            return sources_table.plan_run(self.profile, self.work, Plan, write=True)
+        finally:
+            c.release()
 
     def sources(self, k: int) -> list[Source]:
-        return [Source(**d) for d in self.plan.sources[self.plan.shard_slice(k)]]
+        return [Source(**d) for d in self.plan.shard_sources(k)]
 
     def texts(self, k: int) -> list[dict]:
-        s = self.plan.tts_shard_size
-        return self.plan.texts[k * s:(k + 1) * s]
+        return self.plan.shard_texts(k)
 
     # ---- shard bookkeeping --------------------------------------------------------------------
     def part(self, stage: str, k: int) -> Path:

@@ -186,7 +186,9 @@ def measure(run_dir: str | Path, audio: bool = True) -> dict | None:
         timings, plan = json.loads(tp.read_text()), json.loads(pp.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    srcs = plan.get("sources", [])
+    from pipeline.run.sources import plan_records
+
+    srcs, texts = plan_records(d / "_work", plan)  # the chunked source table (or a format-1 plan's lists)
     stages: dict[str, dict] = {}
     for name in ORDER:
         if not isinstance(timings.get(name), (int, float)):
@@ -199,7 +201,7 @@ def measure(run_dir: str | Path, audio: bool = True) -> dict | None:
             in_rows = len(srcs)
             in_s = probed["audio_seconds"] if probed and not probed["problems"].get("missing") else None
         elif cls.reads == TEXTS:
-            in_rows, in_s = len(plan.get("texts", [])), None
+            in_rows, in_s = len(texts), None
         else:
             ins = [d / "_work" / cls.reads / f.name for f in parts]
             in_rows, in_s = sum(_rows(f) for f in ins), (sum(_seconds(f) for f in ins) if name in AUDIO_BOUND else None)

@@ -20,7 +20,8 @@ from pathlib import Path
 def profile(manifest: str):
     from pipeline.core.config import load_profile
 
-    return load_profile("en", input=manifest, shard_size=1, **{"tts.input": None})
+    # export.part_rows=1: one final part per shard with rows (the fault tests tear and remove single parts)
+    return load_profile("en", input=manifest, shard_size=1, **{"tts.input": None, "export.part_rows": 1})
 
 
 def main(out: str, manifest: str, mode: str, go: str | None = None) -> None:
