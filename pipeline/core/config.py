@@ -190,6 +190,23 @@ class TTSConfig(_M):
     # coqui: speaker names (default list => the model's own speakers); kokoro: voice styles (jf_alpha, jf_gongitsune,
     # jf_nezumi, jf_tebukuro, jm_kumo) or weighted blends "jf_alpha*0.6+jm_kumo*0.4" (default list => every style)
     voices: list[str] = Field(default_factory=lambda: ["embedded:piper-en_US-joe-medium"])
+    # ---- measured quality gates (issue 14; pipeline/quality/checks.py, pipeline/stages/llm/filter.py: the llm stage
+    # and `python -m pipeline filter` run the same checks). bench/bench_filter.py measures them on bench/data/.
+    description_temperature: float | None = None  # None => temperature
+    qa_temperature: float | None = None  # None => temperature
+    min_asr_logprob: float | None = -0.5  # ASR pseudo-label with a lower avg log-prob => no description / QA from it
+    max_repeated_ngram_share: float = 0.3  # share of repeated word 4-grams above => repetition
+    max_compression_ratio: float = 2.4  # zlib ratio of the response above => repetition (texts of >= 100 bytes)
+    leak_similarity: float = 0.6  # share of a response sentence's content words found in one prompt sentence
+    description_max_novel_words: int = 5  # a description with at least this many content words that are in neither
+    description_max_novel_share: float = 0.55  # the transcript nor the seed, and more than this share => novel_content
+    qa_extractive: bool = False  # the answer must be (near) a span of the transcript
+    qa_min_span: float = 0.8
+    roundtrip: bool = True  # QA round trip: answer the question from the transcript alone, compare the answers
+    roundtrip_min_f1: float = 0.5  # normalised token F1 of the two answers below => roundtrip_mismatch
+    roundtrip_max_tokens: int = 24
+    judge_scoring: Literal["probability", "sampled"] = "probability"  # P("Yes") from token log-probs, or sampled 1-5
+    judge_min_prob: float = 0.5  # probability scoring: P(yes) below => judge_low
     input: str | None = None  # text instruction corpus: Alpaca JSON/JSONL, Super-NaturalInstructions task, MS MARCO JSONL
     speak: Literal["instruction", "input", "both"] = "instruction"
     length_scales: list[float] = Field(default_factory=lambda: [1.0])
