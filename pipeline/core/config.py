@@ -182,14 +182,6 @@ class LLMConfig(_M):
     dedup: bool = True  # MinHash LSH near-duplicate removal within a shard
     dedup_threshold: float = 0.8  # estimated Jaccard of character 5-gram shingles
     dedup_num_perm: int = 64
-
-
-class TTSConfig(_M):
-    backend: Literal["piper", "espeak-ng", "coqui", "kokoro"] = "piper"
-    # piper: model refs/paths; espeak-ng: voices such as en-us, en-us+f3 (default list => en-us, en-us+f3);
-    # coqui: speaker names (default list => the model's own speakers); kokoro: voice styles (jf_alpha, jf_gongitsune,
-    # jf_nezumi, jf_tebukuro, jm_kumo) or weighted blends "jf_alpha*0.6+jm_kumo*0.4" (default list => every style)
-    voices: list[str] = Field(default_factory=lambda: ["embedded:piper-en_US-joe-medium"])
     # ---- measured quality gates (issue 14; pipeline/quality/checks.py, pipeline/stages/llm/filter.py: the llm stage
     # and `python -m pipeline filter` run the same checks). bench/bench_filter.py measures them on bench/data/.
     description_temperature: float | None = None  # None => temperature
@@ -207,6 +199,14 @@ class TTSConfig(_M):
     roundtrip_max_tokens: int = 24
     judge_scoring: Literal["probability", "sampled"] = "probability"  # P("Yes") from token log-probs, or sampled 1-5
     judge_min_prob: float = 0.5  # probability scoring: P(yes) below => judge_low
+
+
+class TTSConfig(_M):
+    backend: Literal["piper", "espeak-ng", "coqui", "kokoro"] = "piper"
+    # piper: model refs/paths; espeak-ng: voices such as en-us, en-us+f3 (default list => en-us, en-us+f3);
+    # coqui: speaker names (default list => the model's own speakers); kokoro: voice styles (jf_alpha, jf_gongitsune,
+    # jf_nezumi, jf_tebukuro, jm_kumo) or weighted blends "jf_alpha*0.6+jm_kumo*0.4" (default list => every style)
+    voices: list[str] = Field(default_factory=lambda: ["embedded:piper-en_US-joe-medium"])
     input: str | None = None  # text instruction corpus: Alpaca JSON/JSONL, Super-NaturalInstructions task, MS MARCO JSONL
     speak: Literal["instruction", "input", "both"] = "instruction"
     length_scales: list[float] = Field(default_factory=lambda: [1.0])
