@@ -137,7 +137,10 @@ class LabelTasks:
                         if "None" not in response:
                             break
                         variant, response = v2, render(self.files[task][1], variant=v2, **values)
-                    if "None" in response:
+                    if "None" in response:  # every item asked for is a row or a reject: say why there is none
+                        rejects.append(reject(rid, row, "llm", f"{task}_no_answer_form",
+                                              f"{task}: no answer form of {self.files[task][1]} without the missing "
+                                              f"value(s) {sorted(k for k, v in values.items() if v is None)}", None))
                         continue
                 out.append({
                     "id": rid, "utterance_id": row["id"], "task": task, "dataset": self.dataset, "audio": row["audio"],
