@@ -13,10 +13,13 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
 .PHONY: setup system-deps dataset tts train serve test bench clean help
+.PHONY: plan profile
 
 help:
 	@echo "make setup                  system packages, venv, pinned CPU deps, embedded models"
 	@echo "make dataset LANG=<profile> build the dataset (profiles: $(PROFILES))"
+	@echo "make plan LANG=<profile>    what a dataset run would do (files, hours, done shards, models, time); ARGS=\"--input X\""
+	@echo "make profile NAME=<name> LANG=<profile>   write <name>.yaml, your own profile to edit (--profile <name>.yaml)"
 	@echo "make tts LANG=<profile>     speak the profile's text instruction corpus only"
 	@echo "make train LANG=<profile>   train + score a small speech LM on data/<LANG>"
 	@echo "make serve                  local Prefect server + work pool + deployments + worker (loopback)"
@@ -65,6 +68,15 @@ check-lang:
 	  echo "       (LANG='$(LANG)' from the environment is the locale, not a profile)" >&2; exit 2; fi
 	@if ! echo " $(PROFILES) " | grep -q " $(LANG) "; then \
 	  echo "error: unknown language profile LANG=$(LANG); known profiles: $(PROFILES) (config/profiles/*.yaml)" >&2; exit 2; fi
+
+# the plan of a run without running it: `make plan LANG=en ARGS="--input /corpora/my_audio"`
+plan: check-lang
+	$(PY) -m pipeline plan --lang $(LANG) $(ARGS)
+
+# a profile of your own, copied from LANG with its comments: `make profile NAME=mine LANG=en ARGS="--input /corpora/x"`
+profile: check-lang
+	@if [ -z "$(NAME)" ]; then echo "error: say the new profile's name: make profile NAME=<name> LANG=<profile>" >&2; exit 2; fi
+	$(PY) -m pipeline profile new $(NAME) --from $(LANG) $(ARGS)
 
 tts: check-lang
 	$(PY) -m pipeline tts --lang $(LANG) $(ARGS)

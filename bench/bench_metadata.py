@@ -6,7 +6,11 @@ backends in pipeline.backends.metadata) on synthetic known-truth audio.
     python bench/bench_metadata.py --pyin          # also time/score the librosa.pyin backend
     python bench/bench_metadata.py --only rate,speakers,dnsmos   # just the newer sections
 
-Sections: snr, pitch, gender, loudness, speed (acoustic estimators), rate (speaking rate on espeak-ng
+    python bench/bench_metadata.py --only f0,hard  # the hard known-truth set (tests/fixtures_metadata/hardset.py):
+                                                   # F0 trackers compared; gender accuracy/abstention per voice/SNR
+
+Sections: f0 (trackers on the hard set), hard (gender + SNR on the hard set; --fit refits the fusion weights on its
+dev half), snr, pitch, gender, loudness, speed (acoustic estimators), rate (speaking rate on espeak-ng
 at -s 120/170/220), speakers (Resemblyzer count on concatenations of 1/2/3 voices), dnsmos
 (batched DNSMOS vs speechmos, speed).
 
@@ -143,6 +147,136 @@ def bench_gender(est: MetadataEstimator, clips) -> None:
             tot[("ALL", c)] += d[c]
     for fam in ["piper-joe (male)", "espeak male", "espeak female", "ALL"]:
         print(f"  {fam:16s} " + " ".join(f"{100 * np.mean(tot[(fam, c)]):6.1f}%" for c in conds))
+
+
+def bench_f0_hard(n_texts: int, trackers: list[str], pitches=(None, 30, 70)) -> None:
+    """F0 errors per frame against the smooth-twin truth (tests/fixtures_metadata/hardset.py) on every hard-set
+    espeak-ng variant, at espeak-ng's default pitch and -p 30 / -p 70, clean and at 10 / 5 / 0 dB."""
+    import importlib.util
+
+    from tests.fixtures_metadata import hardset as H
+
+    items = H.espeak_items(n_texts=n_texts, pitches=pitches)
+    truths = [H.f0_truth(it["smooth"]) for it in items]
+    print(f"\n== F0 on the hard set: {len(items)} espeak-ng clips ({len(H.ESPEAK_VARIANTS)} variants x {len(pitches)} "
+          f"pitches x {n_texts} texts), truth = smooth twin; per-frame gross (>20 %) / octave / missed voiced frames ==")
+    print(f"  {'tracker':16s} " + " ".join(f"{('clean' if s is None else f'{s} dB') + ' gross/oct/miss':>24s}" for s in H.SNRS)
+          + "   x realtime  worst variants (gross %, clean+noisy)")
+    for name in trackers:
+        fn, mod = H.TRACKERS[name]
+        if importlib.util.find_spec(mod) is None:
+            print(f"  {name:16s} (not installed: {mod})")
+            continue
+        agg = defaultdict(lambda: defaultdict(int))
+        per = defaultdict(lambda: defaultdict(int))
+        cpu, dur = 0.0, 0.0
+        for n, (it, tr) in enumerate(zip(items, truths)):
+            for snr in H.SNRS:
+                x = it["audio"] if snr is None else S.add_white_noise(it["audio"], snr, seed=31 * n + snr)
+                t0 = time.process_time()
+                e = fn(x)
+                cpu += time.process_time() - t0
+                dur += x.size / SR
+                for k, v in H.f0_errors(e, tr).items():
+                    agg[snr][k] += v
+                    per[it["voice"].split("+p")[0]][k] += v
+        cells = [f"{100 * a['gross'] / max(a['frames'], 1):6.2f}/{100 * a['octave'] / max(a['frames'], 1):5.2f}/"
+                 f"{100 * a['missed'] / max(a['truth_frames'], 1):5.1f}".rjust(24) for a in (agg[s] for s in H.SNRS)]
+        tot = {k: sum(agg[s][k] for s in H.SNRS) for k in ("gross", "frames", "octave")}
+        worst = sorted(((100 * v["gross"] / max(v["frames"], 1), k.split(":")[1]) for k, v in per.items()), reverse=True)[:3]
+        print(f"  {name:16s} " + " ".join(cells) + f"   {dur / max(cpu, 1e-9):7.0f}x   "
+              + ", ".join(f"{k} {g:.1f}" for g, k in worst)
+              + f"   | all: gross {100 * tot['gross'] / max(tot['frames'], 1):.2f} % of {tot['frames']} frames")
+
+
+def bench_gender_hard(n_texts: int, fit: bool) -> None:
+    """Gender on the hard set (tests/fixtures_metadata/hardset.py): every voice clean and at 10 / 5 / 0 dB, the
+    default estimator (evidence fusion + abstention) vs the raw classifier; dev / check halves of the voices."""
+    import json as _json
+
+    from tests.fixtures_metadata import hardset as H
+
+    t = time.perf_counter()
+    items = H.espeak_items(n_texts=n_texts) + H.piper_items(n_texts) + H.human_items()
+    try:
+        items += H.kokoro_items(n_texts)
+    except Exception as e:  # noqa: BLE001 - report, keep going
+        print(f"  (kokoro voices skipped: {type(e).__name__}: {e})")
+    items = H.with_noise(items)
+    print(f"\n== Gender on the hard set: {len(items)} clips, {len({i['voice'] for i in items})} voices, synthesised in "
+          f"{time.perf_counter() - t:.0f} s ==")
+    cfg = MetadataConfig(speakers_backend="none")
+    est = MetadataEstimator(cfg)
+    rows = []
+    for k in range(0, len(items), 16):
+        batch = items[k: k + 16]
+        for it, r in zip(batch, est.estimate_batch([b["audio"] for b in batch], SR)):
+            ev = _json.loads(r["gender_evidence"]) if r.get("gender_evidence") else {}
+            rows.append({"voice": it["voice"], "family": it["family"], "truth": it["gender"], "snr": it["snr"],
+                         "split": H.split(it["voice"]), "gender": r["gender"], "p_female": ev.get("p_female"),
+                         "p_cls": ev.get("classifier_p_female"), "llr": ev.get("f0_llr_female"),
+                         "f0": ev.get("f0_median_hz"), "snr_est": r["snr_db"]})
+    if fit:
+        _fit_fusion(rows, cfg)
+
+    def summary(sel) -> str:
+        ans = [r for r in sel if r["gender"] is not None]
+        right = sum(r["gender"] == r["truth"] for r in ans)
+        raw = [r for r in sel if r["p_cls"] is not None]
+        raw_ok = sum((r["p_cls"] >= 0.5) == (r["truth"] == "female") for r in raw)
+        return (f"{100 * right / max(len(ans), 1):5.1f}% of {len(ans):3d} answered, abstained "
+                f"{100 * (len(sel) - len(ans)) / max(len(sel), 1):4.1f}% | classifier alone {100 * raw_ok / max(len(raw), 1):5.1f}%")
+
+    print(f"  {'voice':28s} {'truth':6s} " + " ".join(f"{('clean' if s is None else f'{s}dB'):>9s}" for s in H.SNRS))
+    for v in dict.fromkeys(r["voice"] for r in rows):
+        sel = [r for r in rows if r["voice"] == v]
+        cells = []
+        for s in H.SNRS:
+            c = [r for r in sel if r["snr"] == s]
+            ok = sum(r["gender"] == r["truth"] for r in c)
+            ab = sum(r["gender"] is None for r in c)
+            cells.append(f"{ok}/{len(c)}" + (f" a{ab}" if ab else "   "))
+        print(f"  {v:28s} {sel[0]['truth']:6s} " + " ".join(f"{c:>9s}" for c in cells) + f"  [{H.split(v)}]")
+    for s in H.SNRS:
+        print(f"  SNR {('clean' if s is None else f'{s} dB'):6s}: " + summary([r for r in rows if r["snr"] == s]))
+    for fam in ("espeak", "kokoro", "piper", "human"):
+        print(f"  {fam:10s}: " + summary([r for r in rows if r["family"] == fam]))
+    for sp in ("dev", "check"):
+        print(f"  split {sp:5s}: " + summary([r for r in rows if r["split"] == sp]))
+    print(f"  ALL        : " + summary(rows))
+    # calibration: answered and all clips, P(truth) binned
+    ps = np.asarray([r["p_female"] for r in rows if r["p_female"] is not None])
+    ys = np.asarray([r["truth"] == "female" for r in rows if r["p_female"] is not None], dtype=float)
+    if ps.size:
+        conf = np.maximum(ps, 1 - ps)
+        hit = (ps >= 0.5) == (ys == 1)
+        bins = np.clip(((conf - 0.5) / 0.5 * 5).astype(int), 0, 4)
+        ece = sum(abs(hit[bins == b].mean() - conf[bins == b].mean()) * (bins == b).mean() for b in range(5) if (bins == b).any())
+        print(f"  calibration: Brier {np.mean((ps - ys) ** 2):.3f}, ECE {ece:.3f} (5 bins of the label probability)")
+    sn = [(r["snr_est"], r["snr"]) for r in rows if r["snr"] is not None and r["snr_est"] is not None]
+    print(f"  SNR MAE on these noisy clips: {np.mean([abs(a - b) for a, b in sn]):.2f} dB over {len(sn)} clips")
+
+
+def _fit_fusion(rows, cfg) -> None:
+    """Logistic regression of the truth on (clipped classifier logit, F0 LLR) over the dev half; prints weights."""
+    from scipy.optimize import minimize
+
+    def feats(r):
+        zc = 0.0 if r["p_cls"] is None else float(np.clip(np.log(max(r["p_cls"], 1e-9) / max(1 - r["p_cls"], 1e-9)),
+                                                        -cfg.gender_classifier_max_logit, cfg.gender_classifier_max_logit))
+        return [zc, 0.0 if r["llr"] is None else r["llr"], 1.0]
+
+    dev = [r for r in rows if r["split"] == "dev"]
+    X = np.asarray([feats(r) for r in dev])
+    y = np.asarray([r["truth"] == "female" for r in dev], dtype=float)
+
+    def nll(w):
+        z = X @ w
+        return float(np.sum(np.logaddexp(0, z) - y * z) + 0.01 * np.sum(w[:2] ** 2))
+
+    w = minimize(nll, np.array([1.0, 1.0, 0.0]), method="L-BFGS-B").x
+    print(f"  fit on {len(dev)} dev clips: gender_w_classifier {w[0]:.3f}, gender_w_f0 {w[1]:.3f}, gender_bias {w[2]:.3f}"
+          f" (profile now: {cfg.gender_w_classifier}, {cfg.gender_w_f0}, {cfg.gender_bias})")
 
 
 def bench_loudness() -> None:
@@ -329,9 +463,19 @@ def main() -> None:
     ap.add_argument("--sentences", type=int, default=len(S.SENTENCES))
     ap.add_argument("--pyin", action="store_true", help="also evaluate the librosa.pyin backend (slow)")
     ap.add_argument("--only", default="", help="comma-separated sections (default: all)")
+    ap.add_argument("--hard-texts", type=int, default=2, help="sentences per voice in the hard set (f0, hard)")
+    ap.add_argument("--trackers", default="praat,yin,pyin,swift-f0,torchcrepe-tiny,pesto",
+                    help="F0 trackers compared in the f0 section (those not installed are listed as such)")
+    ap.add_argument("--fit", action="store_true", help="hard: refit the gender fusion weights on the dev half")
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     want = lambda s: not only or s in only  # noqa: E731
+    if want("f0"):
+        bench_f0_hard(args.hard_texts, args.trackers.split(","))
+    if want("hard"):
+        bench_gender_hard(args.hard_texts, args.fit)
+    if only and only <= {"f0", "hard"}:
+        return
     t = time.perf_counter()
     if only and only <= {"rate", "speakers", "dnsmos"}:  # these need few or no clips
         clips = S.speech_set(["piper", "en-us", "en-us+f3"], n_sentences=4) if "dnsmos" in only else []

@@ -17,5 +17,8 @@ def tts(lang: str, text_input: str | None = None, output_dir: str | None = None,
     profile's tts.input) with the profile's voices into <output_dir>/<lang>/."""
     profile = load_profile(lang, **{**(overrides or {}), **({"tts.input": text_input} if text_input else {})})
     profile = profile.model_copy(update={"input": None})
+    from pipeline.run.inputs import preflight
+
+    preflight(profile, output_dir, overwrite)  # a missing or unreadable corpus: one clear error before any stage
     Run(profile, output_dir, overwrite=overwrite)
     return run_stages(profile, output_dir, report, stages=("tts",))

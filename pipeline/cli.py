@@ -14,45 +14,97 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
-def run_direct(profile, output_dir: str | None = None, overwrite: bool = False, report: bool = True) -> dict:
-    """The same stages as the Prefect flow, called in-process (no orchestration server)."""
-    from pipeline.dataset.export import finish
-    from pipeline.run.runner import STAGES, Run, run_stage
+def run_direct(profile, output_dir: str | None = None, overwrite: bool = False, report: bool = True,
+               until: str | None = None) -> dict:
+    """The same stages as the Prefect flow, called in-process (no orchestration server); ``until``: run the
+    stages up to and including this one, then export what exists (pipeline.dataset.export.stages_until)."""
+    from pipeline.dataset.export import finish, stages_until
+    from pipeline.run.runner import Run, run_stage
 
+    stages = stages_until(until)
     run = Run(profile, output_dir, overwrite=overwrite)
-    for stage in STAGES:
+    for stage in stages:
         run_stage(run, stage)
-    manifest = finish(run, report)
+    manifest = finish(run, report, stages)
     return {t: v["rows"] for t, v in manifest["tables"].items()}
 
 
-def cmd_dataset(a) -> int:
-    from pipeline.core.config import UnknownLanguage, load_profile
+def _abs(p: str | None) -> str | None:
+    """Paths given on the command line are relative to the current folder (not to the repository)."""
+    return os.path.abspath(os.path.expanduser(p)) if p else p
 
-    try:
-        profile = load_profile(a.lang, a.profile, **({"input": a.input} if a.input else {}))
-    except UnknownLanguage as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+def _say(lines) -> None:
+    for line in lines:
+        print(f"speechinstruct: {line}", file=sys.stderr)
+
+
+def _user_profile(a):
+    """The profile with the command line's explicit inputs (pipeline.run.inputs), its notes logged."""
+    from pipeline.run.inputs import load_user_profile
+
+    profile, notes = load_user_profile(a.lang, _abs(a.profile), _abs(a.input), _abs(getattr(a, "text_input", None)))
+    return profile, notes
+
+
+def cmd_dataset(a) -> int:
+    from pipeline.run.inputs import preflight
+
+    profile, notes = _user_profile(a)
+    inputs = preflight(profile, _abs(a.output_dir), a.overwrite)  # every user error before anything runs
+    _say(notes + inputs.notes)
     t0 = time.time()
     if a.no_prefect or a.profile:
-        rows = run_direct(profile, a.output_dir, a.overwrite, not a.no_report)
+        rows = run_direct(profile, _abs(a.output_dir), a.overwrite, not a.no_report, until=a.until)
     else:
         _prefect_env()
         from flows.dataset import dataset
 
-        rows = dataset(lang=a.lang, input=a.input, output_dir=a.output_dir, overwrite=a.overwrite, report=not a.no_report)
-    out = os.path.join(a.output_dir or str(profile.path(profile.output_dir)), profile.language)
+        rows = dataset(lang=profile.language, input=_abs(a.input), text_input=_abs(a.text_input), output_dir=_abs(a.output_dir),
+                       overwrite=a.overwrite, report=not a.no_report, **({"until": a.until} if a.until else {}))
+    out = os.path.join(_abs(a.output_dir) or str(profile.path(profile.output_dir)), profile.language)
     print(json.dumps({"output": out, "rows": rows, "seconds": round(time.time() - t0, 1)}))
     return 0
 
 
 def cmd_tts(a) -> int:
+    from pipeline.run.inputs import load_user_profile, preflight
+
+    text = _abs(a.text_input or a.input)
+    profile, _ = load_user_profile(a.lang, None, None, text)
+    profile = profile.model_copy(update={"input": None})  # text corpus only: no audio input
+    preflight(profile, _abs(a.output_dir), a.overwrite)
+    _say([f"text instruction corpus: {profile.tts.input}" + ("" if text else " (the profile's tts.input)"), "audio input: none"])
     _prefect_env()
     from flows.tts import tts
 
-    rows = tts(lang=a.lang, text_input=a.input, output_dir=a.output_dir, overwrite=a.overwrite, report=not a.no_report)
+    rows = tts(lang=a.lang, text_input=text, output_dir=_abs(a.output_dir), overwrite=a.overwrite, report=not a.no_report)
     print(json.dumps({"rows": rows}))
+    return 0
+
+
+def cmd_plan(a) -> int:
+    """`python -m pipeline plan` (make plan): the plan of a run, without running it."""
+    from pipeline.run.preview import format_plan, make_plan
+
+    profile, notes = _user_profile(a)
+    plan = make_plan(profile, _abs(a.output_dir), notes, max_probe=a.max_probe)
+    print(json.dumps(plan, indent=1) if a.json else format_plan(plan))
+    return 0
+
+
+def cmd_profile(a) -> int:
+    """`python -m pipeline profile new NAME --from en` / `profile check FILE`."""
+    from pipeline.run.inputs import load_user_profile, new_profile
+
+    if a.action == "new":
+        path = new_profile(a.name, a.from_lang, _abs(a.out), _abs(a.input), _abs(a.text_input), force=a.force)
+        print(f"wrote {path}: edit it (input: is your audio), then\n"
+              f"  python -m pipeline plan --profile {path}\n  python -m pipeline dataset --profile {path}")
+        return 0
+    profile, notes = load_user_profile(None, _abs(a.name))
+    print(f"ok: {a.name}: profile {profile.name!r} ({profile.language}), digest {profile.digest()}")
+    _say(notes)
     return 0
 
 
@@ -151,24 +203,81 @@ def train_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _input_args(ap) -> None:
+    """--lang / --profile / --input / --text-input, shared by dataset and plan."""
+    ap.add_argument("--lang", help="language profile (config/profiles/<lang>.yaml); optional with --profile")
+    ap.add_argument("--profile", help="your own profile YAML (python -m pipeline profile new NAME --from en writes one)")
+    ap.add_argument("--input", help="audio: a folder of files or a manifest (.jsonl/.json/.csv/.tsv); replaces the "
+                    "profile's input (and then no text corpus is used unless --text-input is given)")
+    ap.add_argument("--text-input", help="text instruction corpus to speak (Alpaca / Super-NaturalInstructions / MS MARCO); "
+                    "replaces the profile's tts.input (and then no audio is used unless --input is given)")
+
+
+USER_ERROR_HINTS = {  # user-error types defined outside pipeline.core.errors -> a hint line
+    "ManifestError": "pipeline.run.inputs:MANIFEST_HINT",
+}
+
+
+def _user_error_types() -> tuple[type, ...]:
+    """Exceptions that are the user's to fix: printed as one line (+ hint), exit status 2, no traceback."""
+    from pipeline.core.config import UnknownLanguage
+    from pipeline.core.errors import UserError
+    from pipeline.recipes.audio import ManifestError
+    from pipeline.run import plan
+
+    return tuple(t for t in (UserError, UnknownLanguage, ManifestError, plan.PlanMismatch, getattr(plan, "RunBusy", None))
+                 if isinstance(t, type))
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors (pipeline.core.errors.UserError and the like) print ``error: ...`` and
+    ``hint: ...`` on stderr and exit 2; ``--debug`` (anywhere on the line, or SPEECHINSTRUCT_DEBUG=1)
+    shows the traceback of every error instead."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or os.environ.get("SPEECHINSTRUCT_DEBUG", "") not in ("", "0")
+    argv = [x for x in argv if x != "--debug"]
+    try:
+        return _main(argv)
+    except Exception as e:  # noqa: BLE001 (re-raised unless it is a user error)
+        if debug or not isinstance(e, _user_error_types()):
+            raise
+        hint = getattr(e, "hint", None)
+        if hint is None and type(e).__name__ in USER_ERROR_HINTS:
+            from importlib import import_module
+
+            mod, _, attr = USER_ERROR_HINTS[type(e).__name__].partition(":")
+            hint = getattr(import_module(mod), attr)
+        msg = " ".join(str(e).split())  # one line
+        print(f"error: {msg}", file=sys.stderr)
+        if hint:
+            print(f"hint: {hint} (--debug shows the traceback)", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["train"]:  # all of the train options (--variant grass, --set, --overwrite, --no-prefect ...)
         return train_main(argv[1:])
-    ap = argparse.ArgumentParser(prog="speechinstruct", description="Speech-instruction training data from speech and text corpora.")
+    ap = argparse.ArgumentParser(prog="speechinstruct", description="Speech-instruction training data from speech and text corpora.",
+                                 epilog="--debug (anywhere): show the traceback of any error, user errors included")
     sub = ap.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("dataset", help="build the dataset for a language profile (make dataset LANG=xx)")
-    d.add_argument("--lang", required=True, help="language profile (config/profiles/<lang>.yaml)")
-    d.add_argument("--profile", help="explicit profile YAML instead of config/profiles/<lang>.yaml")
-    d.add_argument("--input", help="folder of audio or manifest (.jsonl/.csv); default: the profile's")
+    _input_args(d)
     d.add_argument("--output-dir", help="output root (tables go to <output-dir>/<lang>/); default: the profile's")
     d.add_argument("--overwrite", action="store_true", help="delete a previous run in the output dir first")
     d.add_argument("--no-prefect", action="store_true", help="run the stages in-process without Prefect")
     d.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    from pipeline.stages import ORDER as _STAGE_ORDER
+
+    d.add_argument("--until", choices=_STAGE_ORDER, metavar="STAGE",
+                   help=f"run the stages up to and including STAGE ({', '.join(_STAGE_ORDER)}) and export what exists "
+                   "(e.g. --until asr: utterances with every metadata and ASR column + rejects, card, report; no LLM); "
+                   "a later run without --until continues from there")
     d.set_defaults(fn=cmd_dataset)
     t = sub.add_parser("tts", help="speak a text instruction corpus only (make tts LANG=xx)")
     t.add_argument("--lang", required=True)
-    t.add_argument("--input", help="Alpaca / Super-NaturalInstructions / MS MARCO file; default: the profile's tts.input")
+    t.add_argument("--text-input", "--input", dest="text_input",
+                   help="Alpaca / Super-NaturalInstructions / MS MARCO file; default: the profile's tts.input")
+    t.set_defaults(input=None)
     t.add_argument("--output-dir")
     t.add_argument("--overwrite", action="store_true")
     t.add_argument("--no-report", action="store_true")
@@ -183,6 +292,33 @@ def main(argv: list[str] | None = None) -> int:
     m.set_defaults(fn=cmd_models)
     p = sub.add_parser("profiles", help="list language profiles")
     p.set_defaults(fn=cmd_profiles)
+    pl = sub.add_parser("plan", help="what a dataset run would do, without running it: files by format, audio hours, "
+                        "finished shards, models per stage, time estimate (make plan LANG=xx)")
+    _input_args(pl)
+    pl.add_argument("--output-dir", help="output root (tables go to <output-dir>/<lang>/); default: the profile's")
+    pl.add_argument("--json", action="store_true", help="print the plan as JSON")
+    pl.add_argument("--max-probe", type=int, default=2000, help="read at most this many file headers (a random "
+                    "sample beyond it; hours extrapolated)")
+    pl.set_defaults(fn=cmd_plan)
+    pr = sub.add_parser("profile", help="a profile of your own: `profile new NAME --from en` writes NAME.yaml to edit "
+                        "(run it with --profile NAME.yaml); `profile check FILE` validates one")
+    pr.add_argument("action", choices=["new", "check"])
+    pr.add_argument("name", help="new: the profile's name (writes NAME.yaml); check: the YAML file")
+    pr.add_argument("--from", dest="from_lang", default="en", help="new: the language profile to copy (default en)")
+    pr.add_argument("--out", help="new: where to write it (default ./NAME.yaml)")
+    pr.add_argument("--input", help="new: your audio folder or manifest")
+    pr.add_argument("--text-input", help="new: your text instruction corpus (default: none)")
+    pr.add_argument("--force", action="store_true", help="new: overwrite an existing file")
+    pr.set_defaults(fn=cmd_profile)
+    fl = sub.add_parser("filter", help="run the llm stage's quality checks on candidates made elsewhere (JSONL in: id, "
+                        "task, transcript, seed_description, prompt, response; verdicts out: id, keep, reason, detail, scores)")
+    fl.add_argument("--input", required=True, help="candidates, one JSON object a line")
+    fl.add_argument("--output", required=True, help="verdicts, one JSON object a line (written atomically)")
+    fl.add_argument("--lang", default="en", help="language profile (its llm section sets the checks and the model)")
+    fl.add_argument("--profile", help="a profile YAML of your own instead of --lang's")
+    fl.add_argument("--rules-only", action="store_true", help="no LLM: skip the QA round trip and the judge")
+    fl.add_argument("--no-progress", action="store_true")
+    fl.set_defaults(fn=lambda a: __import__("pipeline.stages.llm.filter", fromlist=["x"]).filter_command(a))
     r = sub.add_parser("report", help="(re)write the HTML report of a dataset dir")
     r.add_argument("dataset_dir")
     r.set_defaults(fn=cmd_report)

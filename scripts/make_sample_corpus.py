@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Build the small English sample corpus (``samples/en``) used by ``make dataset LANG=en`` and the tests.
 
-    python scripts/make_sample_corpus.py [--out samples/en] [--skip-human] [--check]
+    python scripts/make_sample_corpus.py [--lang en] [--out samples/<lang>] [--skip-human] [--check]
+
+``--lang de|fr|es|it|pt|ja|zh`` builds a synthetic corpus for that language instead (``build_lang``: espeak-ng
+voices of both genders at three speeds, Kokoro for ja, noise at known SNR, an English clip, bad files).
 
 What it writes (see samples/README.md for sources, licences and the expected outcome of each file):
 
@@ -397,6 +400,205 @@ def build(out: Path, skip_human: bool, cache: Path) -> list[Item]:
     return items
 
 
+# ============================================================================================
+# Other languages (issue 16): ``--lang de|fr|es|it|pt|ja|zh`` builds samples/<lang>/
+# ============================================================================================
+# Sentences and instructions written for this project (CC0). Eight sentences per language: six clean clips
+# (voices of both genders, three speeds, four formats) and two with noise at a known SNR.
+LANG_SENTENCES = {
+    "de": ["Die Bibliothek schließt am Sonntag früh, bitte bringt eure Bücher vor zwölf Uhr zurück.",
+           "Meine Großmutter pflanzt Tomaten und Bohnen in dem kleinen Garten hinter ihrem Haus.",
+           "Wenn das Wetter morgen trocken bleibt, fahren wir mit den Fahrrädern zum Fluss.",
+           "Kannst du mich daran erinnern, am Donnerstag den Zahnarzt anzurufen?",
+           "Das Wasser kocht schon, und in der blauen Dose stehen frische Kekse.",
+           "Biegen Sie an der zweiten Ampel links ab, dann ist die Bäckerei auf der rechten Seite.",
+           "Unser Flug hatte zwei Stunden Verspätung, weil am Flughafen viel Schnee lag.",
+           "Sie hat jeden Abend Klavier geübt, bis sie das ganze Stück auswendig spielen konnte."],
+    "fr": ["La bibliothèque ferme tôt le dimanche, alors rapportez vos livres avant midi.",
+           "Ma grand-mère cultive des tomates et des haricots dans le petit jardin derrière sa maison.",
+           "S'il fait beau demain, nous irons à vélo jusqu'à la rivière.",
+           "Peux-tu me rappeler d'appeler le dentiste jeudi matin ?",
+           "L'eau bout déjà, et il y a des biscuits frais dans la boîte bleue.",
+           "Tournez à gauche au deuxième feu, et la boulangerie sera sur votre droite.",
+           "Notre vol a eu deux heures de retard à cause de la neige à l'aéroport.",
+           "Elle a travaillé le piano chaque soir jusqu'à pouvoir jouer tout le morceau de mémoire."],
+    "es": ["La biblioteca cierra temprano los domingos, así que devuelve tus libros antes del mediodía.",
+           "Mi abuela cultiva tomates y judías en el pequeño jardín detrás de su casa.",
+           "Si mañana no llueve, iremos en bicicleta hasta el río.",
+           "¿Puedes recordarme que llame al dentista el jueves por la mañana?",
+           "El agua ya está hirviendo, y hay galletas frescas en la lata azul.",
+           "Gire a la izquierda en el segundo semáforo y la panadería estará a su derecha.",
+           "Nuestro vuelo se retrasó dos horas por la nieve en el aeropuerto.",
+           "Practicó el piano cada tarde hasta que pudo tocar la pieza entera de memoria."],
+    "it": ["La biblioteca chiude presto la domenica, quindi restituite i libri prima di mezzogiorno.",
+           "Mia nonna coltiva pomodori e fagioli nel piccolo orto dietro la sua casa.",
+           "Se domani il tempo resta asciutto, andremo al fiume in bicicletta.",
+           "Puoi ricordarmi di chiamare il dentista giovedì mattina?",
+           "L'acqua sta già bollendo, e ci sono biscotti freschi nella scatola blu.",
+           "Giri a sinistra al secondo semaforo e la panetteria sarà sulla destra.",
+           "Il nostro volo è partito con due ore di ritardo per la neve all'aeroporto.",
+           "Ha studiato il pianoforte ogni sera finché non ha potuto suonare tutto il brano a memoria."],
+    "pt": ["A biblioteca fecha cedo aos domingos, então devolva os seus livros antes do meio-dia.",
+           "A minha avó planta tomates e feijões no pequeno jardim atrás da casa dela.",
+           "Se o tempo continuar seco amanhã, vamos de bicicleta até o rio.",
+           "Você pode me lembrar de ligar para o dentista na quinta-feira de manhã?",
+           "A água já está fervendo, e há biscoitos frescos na lata azul.",
+           "Vire à esquerda no segundo semáforo, e a padaria vai estar à sua direita.",
+           "O nosso voo atrasou duas horas por causa da neve no aeroporto.",
+           "Ela praticou piano todas as noites até conseguir tocar a peça inteira de cor."],
+    "ja": ["図書館は日曜日に早く閉まるので、お昼までに本を返してください。",
+           "祖母は家の裏の小さな庭でトマトと豆を育てています。",
+           "明日も晴れたら、自転車で川まで行きましょう。",
+           "木曜日の朝に歯医者さんに電話するのを思い出させてくれますか。",
+           "お湯がもう沸いていて、青い缶には新しいクッキーが入っています。",
+           "二つ目の信号を左に曲がると、パン屋さんは右側にあります。",
+           "空港で雪がたくさん降ったので、私たちの飛行機は二時間遅れました。",
+           "彼女は曲を全部覚えて弾けるようになるまで、毎晩ピアノを練習しました。"],
+    "zh": ["图书馆星期天关门很早，请在中午以前还书。",
+           "我奶奶在房子后面的小院子里种西红柿和豆子。",
+           "如果明天天气好，我们就骑自行车去河边。",
+           "你能提醒我星期四早上给牙医打电话吗？",
+           "水已经开了，蓝色的盒子里有新鲜的饼干。",
+           "在第二个红绿灯向左转，面包店就在你的右边。",
+           "因为机场下了大雪，我们的航班晚了两个小时。",
+           "她每天晚上练习钢琴，直到能把整首曲子背下来。"],
+}
+LANG_SHORT = {"de": "Ja.", "fr": "Oui.", "es": "Sí.", "it": "Sì.", "pt": "Sim.", "ja": "はい。", "zh": "好。"}
+LANG_INSTRUCTIONS = {
+    "de": [("Nenne mir drei Tipps, wie man beim Lernen konzentriert bleibt.", "", "Leg das Handy weg, lerne in kurzen Abschnitten mit Pausen und schreib vorher ein klares Ziel auf."),
+           ("Ich habe 3 Äpfel und kaufe 5 dazu. Wie viele Äpfel habe ich jetzt?", "", "Du hast jetzt 8 Äpfel."),
+           ("Fasse den folgenden Satz in wenigen Worten zusammen.", "Der Stadtrat hat beschlossen, die Hauptbrücke im ganzen August für Reparaturen zu sperren.", "Die Hauptbrücke ist im August wegen Reparaturen gesperrt."),
+           ("Öffne https://www.example.com/hilfe und sag mir, wofür die Seite ist.", "", "Es ist eine Hilfeseite der Website example.com."),
+           ("Nenne zwei Tiere, die an Land und im Wasser leben können.", "", "Frösche und Krokodile können an Land und im Wasser leben."),
+           ("Schlag einen Namen für eine kleine Bäckerei am Meer vor.", "", "Wie wäre es mit \"Salzbrot am Strand\"?")],
+    "fr": [("Donne-moi trois conseils pour rester concentré en étudiant.", "", "Éloigne ton téléphone, travaille par courtes périodes avec des pauses et fixe-toi un objectif clair."),
+           ("J'ai 3 pommes et j'en achète 5. Combien de pommes ai-je maintenant ?", "", "Tu as maintenant 8 pommes."),
+           ("Résume la phrase suivante en quelques mots.", "Le conseil municipal a décidé de fermer le pont principal pour travaux pendant tout le mois d'août.", "Le pont principal est fermé pour travaux en août."),
+           ("Ouvre https://www.example.com/aide et dis-moi à quoi sert la page.", "", "C'est une page d'aide du site example.com."),
+           ("Cite deux animaux qui peuvent vivre sur terre et dans l'eau.", "", "Les grenouilles et les crocodiles vivent sur terre et dans l'eau."),
+           ("Propose un nom pour une petite boulangerie au bord de la mer.", "", "Que penses-tu de « La Miche Salée » ?")],
+    "es": [("Dame tres consejos para mantener la concentración al estudiar.", "", "Deja el móvil en otra habitación, estudia en bloques cortos con pausas y anota un objetivo claro."),
+           ("Tengo 3 manzanas y compro 5 más. ¿Cuántas manzanas tengo ahora?", "", "Ahora tienes 8 manzanas."),
+           ("Resume la siguiente frase en pocas palabras.", "El ayuntamiento ha decidido cerrar el puente principal por obras durante todo el mes de agosto.", "El puente principal cierra por obras en agosto."),
+           ("Abre https://www.example.com/ayuda y dime para qué sirve la página.", "", "Es una página de ayuda del sitio example.com."),
+           ("Nombra dos animales que puedan vivir en tierra y en el agua.", "", "Las ranas y los cocodrilos viven en tierra y en el agua."),
+           ("Sugiere un nombre para una pequeña panadería junto al mar.", "", "¿Qué tal \"El Pan Salado\"?")],
+    "it": [("Dammi tre consigli per restare concentrato mentre studio.", "", "Metti il telefono in un'altra stanza, studia a blocchi brevi con pause e scrivi un obiettivo chiaro."),
+           ("Ho 3 mele e ne compro altre 5. Quante mele ho adesso?", "", "Adesso hai 8 mele."),
+           ("Riassumi la frase seguente in poche parole.", "Il consiglio comunale ha deciso di chiudere il ponte principale per lavori per tutto il mese di agosto.", "Il ponte principale è chiuso per lavori ad agosto."),
+           ("Apri https://www.example.com/aiuto e dimmi a cosa serve la pagina.", "", "È una pagina di aiuto del sito example.com."),
+           ("Nomina due animali che possono vivere sulla terra e nell'acqua.", "", "Le rane e i coccodrilli vivono sulla terra e nell'acqua."),
+           ("Suggerisci un nome per un piccolo forno in riva al mare.", "", "Che ne dici di \"Il Pane Salato\"?")],
+    "pt": [("Dê-me três dicas para manter a concentração ao estudar.", "", "Deixe o celular em outro cômodo, estude em blocos curtos com pausas e anote um objetivo claro."),
+           ("Tenho 3 maçãs e compro mais 5. Quantas maçãs tenho agora?", "", "Agora você tem 8 maçãs."),
+           ("Resuma a frase seguinte em poucas palavras.", "A prefeitura decidiu fechar a ponte principal para obras durante todo o mês de agosto.", "A ponte principal fecha para obras em agosto."),
+           ("Abra https://www.example.com/ajuda e diga-me para que serve a página.", "", "É uma página de ajuda do site example.com."),
+           ("Cite dois animais que podem viver na terra e na água.", "", "Sapos e crocodilos vivem na terra e na água."),
+           ("Sugira um nome para uma pequena padaria à beira-mar.", "", "Que tal \"O Pão Salgado\"?")],
+    "ja": [("勉強中に集中するためのコツを三つ教えてください。", "", "スマホを別の部屋に置き、休憩を入れて短く区切り、始める前に目標を一つ書きましょう。"),
+           ("りんごが3個あって、5個買いました。今りんごは何個ありますか。", "", "今は8個です。"),
+           ("次の文を短くまとめてください。", "市議会は、八月の間ずっと修理のために大きな橋を通行止めにすることを決めました。", "大きな橋は八月に修理で通行止めになります。"),
+           ("https://www.example.com/help を開いて、何のページか教えてください。", "", "example.com のヘルプページです。"),
+           ("陸でも水の中でも暮らせる動物を二つ挙げてください。", "", "カエルとワニです。"),
+           ("海辺の小さなパン屋さんの名前を考えてください。", "", "「しおかぜベーカリー」はどうでしょう。")],
+    "zh": [("给我三个学习时保持专注的建议。", "", "把手机放到别的房间，分成短时间学习并适当休息，开始前写下一个明确的目标。"),
+           ("我有3个苹果，又买了5个。我现在有几个苹果？", "", "你现在有8个苹果。"),
+           ("用几个字概括下面这句话。", "市政府决定整个八月关闭主桥进行维修。", "主桥八月关闭维修。"),
+           ("打开 https://www.example.com/help 告诉我这个页面是做什么的。", "", "这是 example.com 网站的帮助页面。"),
+           ("说出两种既能在陆地上又能在水里生活的动物。", "", "青蛙和鳄鱼。"),
+           ("给海边的一家小面包店起个名字。", "", "叫“海风面包房”怎么样？")],
+}
+# espeak-ng voice per language (the phonemizer / synthesis voice; + variants give the gender)
+LANG_ESPEAK = {"de": "de", "fr": "fr", "es": "es", "it": "it", "pt": "pt-br", "ja": "ja", "zh": "cmn-latn-pinyin"}
+# the six clean clips: (voice variant or Kokoro style, gender, espeak wpm or Kokoro speed, file suffix)
+CLEAN_PLAN = [("m3", "male", 140, ".wav"), ("f3", "female", 140, ".flac"), ("f5", "female", 120, ".ogg"),
+              ("m1", "male", 165, ".mp3"), ("f2", "female", 150, ".flac"), ("m7", "male", 130, ".ogg")]
+KOKORO_PLAN = [("jf_alpha", "female", 1.0, ".wav"), ("jm_kumo", "male", 1.0, ".flac"), ("jf_gongitsune", "female", 0.85, ".ogg"),
+               ("jm_kumo", "male", 1.2, ".mp3"), ("espeak:f3", "female", 140, ".flac"), ("espeak:m3", "male", 130, ".ogg")]
+
+
+def kokoro_ja(text: str, voice: str, speed: float) -> tuple[np.ndarray, int]:
+    from pipeline.backends.tts.kokoro import KokoroBackend
+
+    kb = _KOKORO.get("ja")
+    if kb is None:
+        kb = _KOKORO["ja"] = KokoroBackend(voices=["jf_alpha", "jf_gongitsune", "jm_kumo"], phonemizer_voice="ja", speed=1.0)
+    a, sr = kb.synthesize(text, voice, 1.0 / speed)
+    return trim(a, sr), sr
+
+
+_KOKORO: dict = {}
+
+
+def espeak_lang(text: str, lang: str, variant: str, wpm: int) -> tuple[np.ndarray, int]:
+    from pipeline.core.text import reading
+
+    return espeak(reading(text, lang), f"{LANG_ESPEAK[lang]}+{variant}", wpm, 50)
+
+
+def build_lang(out: Path, lang: str) -> list[Item]:
+    """samples/<lang>/: 6 clean clips (both genders, 3 speeds, 4 formats), 2 noisy (SNR 20 pink, 5 white),
+    1 English clip (rejected: language_mismatch), 1 too short, 3 bad files."""
+    audio_dir = out / "audio"
+    if audio_dir.exists():
+        shutil.rmtree(audio_dir)
+    audio_dir.mkdir(parents=True)
+    rng = np.random.default_rng(SEED + sum(map(ord, lang)))
+    sents, items = LANG_SENTENCES[lang], []
+
+    def emit(file, audio, sr, text, speaker, **labels):
+        if audio is not None:
+            write_audio(audio_dir / file, audio, sr)
+        items.append(Item(file, text, speaker, {"lang": lang, **labels} if labels.get("source") else labels))
+
+    def synth(i, spec):
+        voice, gender, speed, _ = spec
+        if lang == "ja" and not voice.startswith("espeak:"):
+            a, sr = kokoro_ja(sents[i], voice, speed)
+            return a, sr, f"kokoro-{voice}", {"source": "kokoro", "voice": voice, "kokoro_speed": speed}
+        v = voice.split(":")[-1]
+        a, sr = espeak_lang(sents[i], lang, v, speed)
+        return a, sr, f"espeak-{LANG_ESPEAK[lang]}+{v}", {"source": "espeak-ng", "voice": f"{LANG_ESPEAK[lang]}+{v}", "speed_wpm": speed}
+
+    plan = KOKORO_PLAN if lang == "ja" else CLEAN_PLAN
+    for i, spec in enumerate(plan):
+        a, sr, spk, lab = synth(i, spec)
+        kind = lab["source"].split("-")[0]
+        emit(f"{kind}_{i + 1:02d}_{spec[1]}{spec[3]}", normalise(resample(a, sr, SR), 0.7), SR, sents[i], spk,
+             gender=spec[1], **lab, expect="kept")
+    for i, (snr, kind, spec) in zip((6, 7), [(20.0, "pink", plan[0]), (5.0, "white", plan[1])]):
+        a, sr, spk, lab = synth(i, spec)
+        clean = normalise(resample(a, sr, SR), 0.5)
+        emit(f"noisy_snr{snr:.0f}_{kind}_{spec[1]}.flac", normalise(add_noise(clean, snr, kind, rng), 0.8), SR, sents[i], spk,
+             gender=spec[1], **lab, snr_db=snr, noise=kind,
+             snr_definition="10*log10(mean(clean^2)/mean(noise^2)) over the whole clip",
+             expect="kept" if snr >= 10 else "kept or rejected at ASR (5 dB: Whisper base often fails)")
+    a, sr = espeak(SENTENCES["s04"], "en-us+m3", 150, 50)
+    emit("english_espeak_m3.ogg", normalise(resample(a, sr, SR), 0.7), SR, SENTENCES["s04"], "espeak-en-us+m3",
+         source="espeak-ng", gender="male", voice="en-us+m3", expect="rejected: language_mismatch (asr)")
+    items[-1].labels["lang"] = "en"
+    a, sr = espeak_lang(LANG_SHORT[lang], lang, "m3", 170)
+    emit("too_short.wav", normalise(resample(a, sr, SR), 0.7), SR, LANG_SHORT[lang], f"espeak-{LANG_ESPEAK[lang]}+m3",
+         source="espeak-ng", gender="male", voice=f"{LANG_ESPEAK[lang]}+m3", expect="rejected: too_short (ingest)")
+    (audio_dir / "empty.wav").write_bytes(b"")
+    emit("empty.wav", None, SR, None, None, expect="rejected: empty (ingest)")
+    (audio_dir / "corrupt.mp3").write_bytes(np.random.default_rng(SEED + 1).integers(0, 255, 24000, dtype=np.uint8).tobytes())
+    emit("corrupt.mp3", None, SR, None, None, expect="rejected: corrupt (ingest)")
+    emit("silence.wav", np.zeros(4 * SR, np.float32), SR, None, None, expect="rejected: silent (ingest)")
+    return items
+
+
+def write_lang(out: Path, lang: str) -> list[Item]:
+    items = build_lang(out, lang)
+    with open(out / "manifest.jsonl", "w") as f:
+        for it in items:
+            f.write(json.dumps(it.row(), ensure_ascii=False) + "\n")
+    with open(out / "instructions.jsonl", "w") as f:
+        for ins, inp, outp in LANG_INSTRUCTIONS[lang]:
+            f.write(json.dumps({"instruction": ins, "input": inp, "output": outp}, ensure_ascii=False) + "\n")
+    return items
+
+
 def describe(out: Path, items: list[Item]) -> list[dict]:
     rows = []
     for it in items:
@@ -440,22 +642,27 @@ def check(out: Path, items: list[Item]) -> bool:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=ROOT / "samples" / "en")
+    ap.add_argument("--lang", default="en", choices=["en", *sorted(LANG_SENTENCES)],
+                    help="corpus language (en: the English corpus below; others: synthetic corpora, see samples/<lang>/README.md)")
+    ap.add_argument("--out", type=Path, default=None, help="default: samples/<lang>")
     ap.add_argument("--skip-human", action="store_true", help="leave out the human recordings (no Debian packages needed)")
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("SPEECHINSTRUCT_HOME", Path.home() / ".cache" / "speechinstruct")) / "debs",
                     help="where fetched Debian packages are unpacked")
     ap.add_argument("--check", action="store_true", help="after building, decode every file and compare with expectations")
     args = ap.parse_args()
 
-    out: Path = args.out
+    out: Path = args.out or ROOT / "samples" / args.lang
     out.mkdir(parents=True, exist_ok=True)
-    items = build(out, args.skip_human, args.cache)
-    with open(out / "manifest.jsonl", "w") as f:
-        for it in items:
-            f.write(json.dumps(it.row(), ensure_ascii=False) + "\n")
-    with open(out / "instructions.jsonl", "w") as f:
-        for rec in INSTRUCTIONS:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    if args.lang != "en":
+        items = write_lang(out, args.lang)
+    else:
+        items = build(out, args.skip_human, args.cache)
+        with open(out / "manifest.jsonl", "w") as f:
+            for it in items:
+                f.write(json.dumps(it.row(), ensure_ascii=False) + "\n")
+        with open(out / "instructions.jsonl", "w") as f:
+            for rec in INSTRUCTIONS:
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
     rows = describe(out, items)
     total = sum(r["bytes"] for r in rows)

@@ -72,6 +72,62 @@ def load(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     return np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
 
 
+def probe_duration(path: str | Path) -> float | None:
+    """Duration in seconds from the file header (soundfile, else ffprobe), without decoding; None
+    when it cannot be known (the file is then handled whole, and ingest reports what is wrong)."""
+    p = Path(path)
+    try:
+        info = sf.info(str(p))
+        if info.samplerate > 0 and info.frames > 0:
+            return info.frames / info.samplerate
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError):
+        pass
+    if shutil.which("ffprobe") is None:
+        return None
+    try:
+        proc = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(p)],
+                              capture_output=True, timeout=60, text=True)
+        return float(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else None
+    except (ValueError, subprocess.SubprocessError, OSError):
+        return None
+
+
+def load_window(path: str | Path, start_s: float, end_s: float, sample_rate: int = 16000) -> np.ndarray:
+    """Decode only ``[start_s, end_s)`` of a file, mono float32 at ``sample_rate``: memory is that of
+    the window, not of the file. soundfile seeks (wav/flac/ogg/mp3); other formats are streamed through
+    ``ffmpeg -ss``. Resampling gets 0.5 s of context on each side (trimmed) so the window edges match a
+    whole-file decode. Raises AudioError like ``load``."""
+    p = Path(path)
+    if not p.is_file():
+        raise AudioError("missing", f"{p} does not exist")
+    start_s, end_s = max(0.0, start_s), max(start_s, end_s)
+    n_out = int(round((end_s - start_s) * sample_rate))
+    try:
+        with sf.SoundFile(str(p)) as f:
+            sr = f.samplerate
+            ctx = 0 if sr == sample_rate else int(0.5 * sr)
+            a = max(0, int(round(start_s * sr)) - ctx)
+            f.seek(a)
+            data = f.read(int(round((end_s - start_s) * sr)) + int(round(start_s * sr)) - a + ctx, dtype="float32", always_2d=True)
+        audio = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+        audio = resample(audio, sr, sample_rate)
+        skip = int(round((start_s * sr - a) * sample_rate / sr))
+        audio = audio[skip: skip + n_out]
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError):
+        if shutil.which("ffmpeg") is None:
+            raise AudioError("unreadable", f"{p.name}: soundfile cannot read it and ffmpeg is not installed")
+        proc = subprocess.run(
+            ["ffmpeg", "-nostdin", "-v", "error", "-ss", f"{start_s:.6f}", "-t", f"{end_s - start_s:.6f}", "-i", str(p),
+             "-f", "f32le", "-ac", "1", "-ar", str(sample_rate), "-"], capture_output=True, timeout=600)
+        msg = proc.stderr.decode(errors="replace").strip().splitlines()
+        if proc.returncode != 0 or msg:
+            raise AudioError("corrupt", f"ffmpeg cannot decode {p.name} [{start_s:.1f}-{end_s:.1f} s]: {msg[-1] if msg else proc.returncode}")
+        audio = np.frombuffer(proc.stdout, dtype=np.float32)[:n_out].copy()
+    if not np.isfinite(audio).all():
+        raise AudioError("non_finite", f"{p.name} contains NaN/Inf samples in [{start_s:.1f}-{end_s:.1f} s]")
+    return np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
+
+
 def rms_dbfs(audio: np.ndarray) -> float:
     rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
     return 20.0 * np.log10(rms) if rms > 0 else float("-inf")

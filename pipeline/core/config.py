@@ -32,6 +32,9 @@ class IngestConfig(_M):
     segment_min_s: float = 2.0  # files longer than max_duration_s are cut into segment_min_s..max_duration_s pieces
     silence_dbfs: float = -60.0  # whole-file RMS below this => rejected as silent
     min_speech_ratio: float = 0.05  # VAD speech share below this => rejected as no_speech
+    # files longer than this are planned as spans of about this length cut in silences (issue 18): each
+    # span is a shard of its own, decoded by seeking, so memory does not grow with the file; 0 = never
+    long_file_span_s: float = 600.0
     vad: VADConfig = VADConfig()
 
 
@@ -39,12 +42,33 @@ class MetadataConfig(_M):
     # voice2gender: embedded XGBoost (CPU); audeering: wav2vec2 age+gender (hub weights, gender_model), also fills age_years
     gender_backend: Literal["voice2gender", "audeering"] = "voice2gender"
     gender_model: str = "audeering/wav2vec2-large-robust-24-ft-age-gender"
+    # gender from evidence (pipeline/backends/metadata/gender_evidence.py): the gender_backend classifier's P(female)
+    # (logit clipped to +-gender_classifier_max_logit) + the log-likelihood ratio of the median F0 under two log-normal
+    # populations, weighted; P(label) < gender_min_prob => gender null, the reason in gender_source (bench/bench_metadata.py
+    # --only hard measures accuracy / abstention / calibration on the hard set). false: the raw classifier
+    gender_fusion: bool = True
+    gender_min_prob: float = Field(0.85, ge=0.5, le=1.0)
+    gender_classifier_max_logit: float = Field(3.0, gt=0)
+    gender_f0_male_hz: float = Field(120.0, gt=0)
+    gender_f0_female_hz: float = Field(210.0, gt=0)
+    gender_f0_octaves: float = Field(0.25, gt=0)  # width (sd of log2 F0) of each population
+    gender_f0_max_llr: float = Field(8.0, gt=0)
+    gender_min_voiced_frames: int = Field(20, ge=1)  # 10 ms frames: fewer => no F0 evidence (whisper, noise)
+    # weights by rule (gender_evidence.py): the classifier alone (0.5 x its clipped logit <= 1.5, P <= 0.82) never
+    # reaches gender_min_prob, so an answer needs the F0 to agree or at least not to contradict it
+    gender_w_classifier: float = 0.5
+    gender_w_f0: float = 1.0
+    gender_bias: float = 0.0
     pitch_fmin: float = 60.0
     pitch_fmax: float = 400.0
-    # yin: vectorised YIN + voicing decision (300-600x realtime per core); pyin: librosa.pyin (~20x)
-    pitch_backend: Literal["yin", "pyin"] = "yin"
+    # praat: Praat autocorrelation + Viterbi via praat-parselmouth (fewest gross/octave errors on the hard set, ~170x
+    # realtime per core); yin: vectorised YIN + voicing decision (300-600x, loses voiced frames in noise); pyin: librosa
+    pitch_backend: Literal["praat", "yin", "pyin"] = "praat"
     # SNR: wada (embedded, blind) or brouhaha (hub weights + the brouhaha package; also fills c50_db)
     snr_backend: Literal["wada", "brouhaha"] = "wada"
+    # estimates at or above this are stored as snr_db = snr_cap_db with snr_capped = true ("above N dB", seeds say
+    # "clean"): WADA reads clean speech anywhere from 25 to its table top (100 dB) and underestimates above ~25 dB
+    snr_cap_db: float = Field(40.0, gt=0)
     brouhaha_model: str = "pyannote/brouhaha"
     # DNSMOS P.835 (speechmos ONNX, ~2x realtime per core): opt-in
     dnsmos: bool = False
@@ -158,6 +182,23 @@ class LLMConfig(_M):
     dedup: bool = True  # MinHash LSH near-duplicate removal within a shard
     dedup_threshold: float = 0.8  # estimated Jaccard of character 5-gram shingles
     dedup_num_perm: int = 64
+    # ---- measured quality gates (issue 14; pipeline/quality/checks.py, pipeline/stages/llm/filter.py: the llm stage
+    # and `python -m pipeline filter` run the same checks). bench/bench_filter.py measures them on bench/data/.
+    description_temperature: float | None = None  # None => temperature
+    qa_temperature: float | None = None  # None => temperature
+    min_asr_logprob: float | None = -0.5  # ASR pseudo-label with a lower avg log-prob => no description / QA from it
+    max_repeated_ngram_share: float = 0.3  # share of repeated word 4-grams above => repetition
+    max_compression_ratio: float = 2.4  # zlib ratio of the response above => repetition (texts of >= 100 bytes)
+    leak_similarity: float = 0.6  # share of a response sentence's content words found in one prompt sentence
+    description_max_novel_words: int = 5  # a description with at least this many content words that are in neither
+    description_max_novel_share: float = 0.55  # the transcript nor the seed, and more than this share => novel_content
+    qa_extractive: bool = False  # the answer must be (near) a span of the transcript
+    qa_min_span: float = 0.8
+    roundtrip: bool = True  # QA round trip: answer the question from the transcript alone, compare the answers
+    roundtrip_min_f1: float = 0.5  # normalised token F1 of the two answers below => roundtrip_mismatch
+    roundtrip_max_tokens: int = 24
+    judge_scoring: Literal["probability", "sampled"] = "probability"  # P("Yes") from token log-probs, or sampled 1-5
+    judge_min_prob: float = 0.5  # probability scoring: P(yes) below => judge_low
 
 
 class TTSConfig(_M):
@@ -194,11 +235,40 @@ class OrchestrationConfig(_M):
     workers: int = 1  # thread pool size, or dask worker processes (each loads its own models)
     retries: int = 2  # task retries on model / I/O failures, with exponential backoff
     retry_delay_s: float = 2.0
+    # cooperative runs (issue 18): a shard claim whose heartbeat is older than this is taken over (a holder
+    # on this machine is checked by pid at once); the heartbeat is refreshed every claim_ttl_s / 4
+    claim_ttl_s: float = 120.0
+    # Prefect at scale (issue 20): shards per mapped task; None => as many as keep a stage at max_tasks tasks
+    shards_per_task: int | None = Field(None, ge=1)
+    max_tasks: int = Field(1000, ge=1)
+
+
+class ExportConfig(_M):
+    """Final tables (issue 20; pipeline/dataset/compact.py, pipeline/dataset/dedup.py)."""
+
+    # a final part is closed at a shard boundary once it holds part_rows rows or part_mb MiB (work-part sizes)
+    part_rows: int = Field(200_000, ge=1)
+    part_mb: float = Field(512.0, gt=0)
+    row_group_rows: int = Field(8192, ge=1)  # row groups inside a part (fewer for rows with audio: row_group_mb)
+    row_group_mb: float = Field(64.0, gt=0)
+    # dataset-wide near-duplicate removal across shards (MinHash LSH over character 5-grams, staged):
+    # generated instructions (prompt + response) and transcripts; dropped rows go to rejects naming the kept twin
+    dedup: bool = True
+    dedup_threshold: float = Field(0.8, gt=0, le=1)
+    dedup_num_perm: int = Field(64, ge=8)
+    dedup_transcripts: bool = True
+    dedup_transcript_min_chars: int = 30  # shorter transcripts ("yes", "thank you") are never duplicates
+    # transcript twins must also last about as long (a re-upload of the same audio); None: the transcript alone
+    # decides (drops the same sentence read by other speakers, as in read-speech corpora)
+    dedup_same_duration_s: float | None = 0.25
 
 
 class Profile(_M):
     language: str
     name: str
+    # what the embedded models cannot do for this language (no voice of one gender, no Piper voice, a
+    # phonemizer limit ...): one sentence each, written to the dataset card and the manifest (issue 16)
+    limitations: list[str] = Field(default_factory=list)
     dataset: str = "corpus"  # written to instructions.dataset
     input: str | None = None  # folder of audio or a manifest (.jsonl/.csv), repo-relative; None: text (TTS) only
     output_dir: str = "data"
@@ -212,10 +282,12 @@ class Profile(_M):
     # speech-LM training (pipeline/train/); exclude=True keeps it out of model_dump, so out of digest()
     train: "TrainConfig" = Field(default_factory=lambda: TrainConfig(), exclude=True)
     orchestration: OrchestrationConfig = OrchestrationConfig()
+    export: ExportConfig = ExportConfig()
 
     def digest(self) -> str:
         """Stable hash of everything that changes the output (used to refuse mixing runs)."""
-        d = self.model_dump(exclude={"output_dir", "orchestration"})
+        d = self.model_dump(exclude={"output_dir": True, "orchestration": True,  # export part sizes: layout only
+                                     "export": {"part_rows", "part_mb", "row_group_rows", "row_group_mb"}})
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def path(self, p: str | None) -> Path | None:

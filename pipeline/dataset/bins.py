@@ -17,9 +17,10 @@ not per shard:
 
 What each bin is computed from:
 ``pitch_bin``: log2 of ``pitch_mean_hz`` within the row's gender (male / female / other: rows with
-no gender or another label use the edges of all rows); ``pitch_std_bin``: ``pitch_std_hz`` in
+no gender, e.g. an abstained one, or another label use the edges of all rows); ``pitch_std_bin``: ``pitch_std_hz`` in
 semitones (12 / ln 2 x std / mean: intonation relative to the speaker's own pitch);
-``speaking_rate_bin``: ``speaking_rate_pps`` (phonemes per second); ``snr_bin``: ``snr_db``;
+``speaking_rate_bin``: ``speaking_rate_pps`` (phonemes per second); ``snr_bin``: ``snr_db`` (a row with
+``snr_capped``, i.e. above the estimator's cap, gets the clearest bin);
 ``c50_bin``: ``c50_db``.
 
 Wiring: ``pipeline.dataset.export`` calls :func:`dataset_binner` once per export (it reads every ASR shard
@@ -155,6 +156,8 @@ def label_row(row: dict, edges: dict) -> dict:
     for kind, col in BIN_COLUMNS.items():
         e = b[kind]["groups"][pitch_group(row.get("gender"))]["edges"] if kind == "pitch" else b[kind]["edges"]
         out[col] = _label(kind, value(kind, row), e)
+    if row.get("snr_capped") and out["snr_bin"] is not None:  # at the estimator's cap: the clearest bin
+        out["snr_bin"] = LABELS["snr"][-1]
     return out
 
 

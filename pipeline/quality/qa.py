@@ -8,18 +8,18 @@ import re
 from pydantic import BaseModel, Field, ValidationError
 
 from pipeline.core.config import LLMConfig
-from pipeline.core.text import normalize
+from pipeline.core.text import normalize, tokens, word_count
 from pipeline.quality.text_rules import LEAK, REFUSAL, Failure, language_mismatch, leaked_prompt
 
 STOP = set("a an the and or but of to in on at for with is are was were be been it this that these those i you he she we they my your his her our their what which who how do does did not no yes so as by from".split())
 
 
-def grounded(answer: str, transcript: str) -> float:
-    """Share of the answer's content words that occur in the transcript."""
-    ans = [w for w in normalize(answer).split() if w not in STOP]
+def grounded(answer: str, transcript: str, language: str | None = None) -> float:
+    """Share of the answer's content words (characters for ja, zh, ...) that occur in the transcript."""
+    ans = [w for w in tokens(answer, language) if w not in STOP]
     if not ans:
         return 0.0
-    tr = set(normalize(transcript).split())
+    tr = set(tokens(transcript, language))
     return sum(w in tr for w in ans) / len(ans)
 
 
@@ -67,7 +67,7 @@ def check_qa(qa: QAPair, transcript: str, cfg: LLMConfig | None = None, ngrams: 
     """Rules for one QA pair; returns (grounding, failure)."""
     cfg = cfg or LLMConfig()
     text = qa.question + " " + qa.answer
-    g = grounded(qa.answer, transcript)
+    g = grounded(qa.answer, transcript, language)
     if REFUSAL.search(qa.answer) or REFUSAL.search(qa.question):
         return g, ("refusal", "refusal in QA pair")
     if LEAK.search(text):
@@ -75,7 +75,7 @@ def check_qa(qa: QAPair, transcript: str, cfg: LLMConfig | None = None, ngrams: 
     leak = leaked_prompt(text, ngrams)
     if leak:
         return g, leak
-    n = len(qa.answer.split())
+    n = word_count(qa.answer, language)
     if n > cfg.qa_max_answer_words:
         return g, ("too_long", f"answer has {n} words > {cfg.qa_max_answer_words}")
     if normalize(qa.answer) and normalize(qa.answer) == normalize(qa.question):

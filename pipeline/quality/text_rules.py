@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from pipeline.core.config import LLMConfig
 from pipeline.core.rows import gender_of
-from pipeline.core.text import normalize
+from pipeline.core.text import normalize, word_count
 
 REFUSAL = re.compile(r"\b(as an ai|i (?:cannot|can't|am unable to|'m unable to)|i'm sorry|i apologi[sz]e|language model)\b", re.I)
 # Prompt text that must not surface in a response (the listener never saw a transcript or attributes).
@@ -41,7 +41,7 @@ def detect_language(text: str) -> tuple[str, float]:
 def language_mismatch(text: str, expected: str | None, min_words: int = 4, min_prob: float = 0.9) -> Failure | None:
     """Reject text that a language identifier confidently places in another language than expected.
     Short texts (< min_words) are not judged: identification is unreliable on a few words."""
-    if not expected or len(text.split()) < min_words:
+    if not expected or word_count(text, expected) < min_words:  # characters / 2 for ja, zh, ...
         return None
     lang, p = detect_language(text)
     if lang != expected.split("-")[0].lower() and p >= min_prob:
@@ -85,10 +85,12 @@ def contradicts_labels(text: str, row: dict, transcript: str = "") -> Failure | 
     return None
 
 
-def check_text(text: str, min_words: int = 5, max_words: int = 200) -> Failure | None:
-    """Length, refusal and prompt-leak rules for free text (descriptions)."""
+def check_text(text: str, min_words: int = 5, max_words: int = 200, language: str | None = None) -> Failure | None:
+    """Length, refusal and prompt-leak rules for free text (descriptions); words are characters / 2 for
+    languages written without spaces (``language`` ja, zh, ...)."""
     t = text.strip()
-    n = len(t.split())
+    n = word_count(t, language)
+    n = int(n) if n == int(n) else round(n, 1)
     if n < min_words:
         return "too_short", f"{n} words < {min_words}"
     if n > max_words:
@@ -103,7 +105,7 @@ def check_text(text: str, min_words: int = 5, max_words: int = 200) -> Failure |
 def check_description(text: str, row: dict, transcript: str, cfg: LLMConfig, ngrams: frozenset = frozenset(),
                       language: str | None = None) -> Failure | None:
     """All rules for a description, cheapest first."""
-    return (check_text(text, cfg.description_min_words, cfg.description_max_words)
+    return (check_text(text, cfg.description_min_words, cfg.description_max_words, language)
             or leaked_prompt(text, ngrams)
             or (language_mismatch(text, language) if cfg.language_check else None)
             or contradicts_labels(text, row, transcript))

@@ -19,10 +19,18 @@ class Source(BaseModel):
     text: str | None = None
     speaker: str | None = None
     labels: dict = Field(default_factory=dict)
+    # a long file is planned as n_spans units (span 0..n_spans-1), each its own shard; see split_long
+    span: int | None = None
+    n_spans: int | None = None
+    duration_s: float | None = None  # from the file header (probed only for files that may be long)
 
     @property
     def source_id(self) -> str:
         return hashlib.sha1(self.rel.encode()).hexdigest()[:16]
+
+    def dump(self) -> dict:
+        """The plan's record (span fields only for spans, so plans of short files are unchanged)."""
+        return self.model_dump(exclude_none=True) | {"text": self.text, "speaker": self.speaker}
 
 
 class ManifestError(ValueError):
@@ -30,6 +38,8 @@ class ManifestError(ValueError):
 
 
 def _from_record(rec: dict, root: Path, where: str) -> Source:
+    if not isinstance(rec, dict):
+        raise ManifestError(f"{where}: expected a JSON object with a 'path' field, got {type(rec).__name__} {str(rec)[:60]!r}")
     path = rec.get("path") or rec.get("audio") or rec.get("audio_filepath") or rec.get("file")
     if not path:
         raise ManifestError(f"{where}: no 'path' field")
@@ -37,6 +47,8 @@ def _from_record(rec: dict, root: Path, where: str) -> Source:
     if not p.is_absolute():
         p = root / p
     text = rec.get("text", rec.get("transcript", rec.get("sentence")))
+    if not isinstance(rec.get("labels") or {}, dict):
+        raise ManifestError(f"{where}: 'labels' must be a JSON object")
     labels = dict(rec.get("labels") or {})
     for k, v in rec.items():
         if k not in {"path", "audio", "audio_filepath", "file", "text", "transcript", "sentence", "speaker", "labels"}:
@@ -54,12 +66,20 @@ def read_manifest(path: Path) -> list[Source]:
             for i, rec in enumerate(csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ",")):
                 rec = {k: v for k, v in rec.items() if v not in (None, "")}
                 if "labels" in rec:
-                    rec["labels"] = json.loads(rec["labels"])
+                    try:
+                        rec["labels"] = json.loads(rec["labels"])
+                    except json.JSONDecodeError as e:
+                        raise ManifestError(f"{path.name}:{i + 2}: 'labels' is not valid JSON ({e})") from e
                 out.append(_from_record(rec, root, f"{path.name}:{i + 2}"))
     else:
         text = path.read_text()
         if path.suffix == ".json":
-            records = json.loads(text)
+            try:
+                records = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ManifestError(f"{path.name}: not valid JSON ({e})") from e
+            if not isinstance(records, list):
+                raise ManifestError(f"{path.name}: a .json manifest must be a JSON array of records")
         else:
             records = []
             for i, line in enumerate(text.splitlines()):
@@ -86,3 +106,27 @@ def discover(input_path: Path) -> list[Source]:
         return [Source(path=str(input_path), rel=input_path.name)]
     files = sorted(p for p in input_path.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(input_path).parts))
     return [Source(path=str(p), rel=str(p.relative_to(input_path))) for p in files]
+
+
+MIN_BYTES_PER_S = 500  # no speech codec in use goes below 4 kbit/s: a smaller file cannot be long
+
+
+def split_long(sources: list[Source], span_s: float) -> list[Source]:
+    """Plan files longer than ``span_s`` as ``ceil(duration / span_s)`` spans, each a unit of work of its
+    own (decoded, segmented and processed in memory that does not grow with the file). Only files big
+    enough to possibly be that long have their header probed."""
+    from pipeline.core.audio import probe_duration
+
+    out: list[Source] = []
+    for s in sources:
+        try:
+            big = span_s > 0 and Path(s.path).stat().st_size > span_s * MIN_BYTES_PER_S
+        except OSError:
+            big = False
+        dur = probe_duration(s.path) if big else None
+        if dur is None or dur <= span_s:
+            out.append(s)
+            continue
+        n = int(-(-dur // span_s))
+        out += [s.model_copy(update={"span": j, "n_spans": n, "duration_s": round(dur, 6)}) for j in range(n)]
+    return out

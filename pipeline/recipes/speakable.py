@@ -100,8 +100,41 @@ _YEAR_CUES = {"in", "since", "by", "from", "until", "till", "during", "of", "yea
 _FRACTIONS = {2: ("half", "halves"), 4: ("quarter", "quarters")}
 
 
+def _zh_cardinal(n: int) -> str:
+    """Chinese (Mandarin) cardinal for 0 <= n < 10**12 (num2words has no Chinese); other values stay digits."""
+    digits, small = "零一二三四五六七八九", ("", "十", "百", "千")
+    if not 0 <= n < 10 ** 12:
+        return str(n)
+    if n < 10:
+        return digits[n]
+
+    def four(x: int) -> str:  # 1..9999
+        out, zero = "", False
+        for p in (3, 2, 1, 0):
+            d = x // 10 ** p % 10
+            if d:
+                out += ("零" if zero and out else "") + digits[d] + small[p]
+                zero = False
+            else:
+                zero = True
+        return out
+
+    parts, big = [], ("", "万", "亿")
+    for k in range(2, -1, -1):
+        chunk = n // 10 ** (4 * k) % 10 ** 4
+        if chunk:
+            if parts and chunk < 1000:
+                parts.append("零")
+            parts.append(four(chunk) + big[k])
+    s = "".join(parts)
+    return s[1:] if s.startswith("一十") else s  # 十二, not 一十二
+
+
 def _n2w(value, lang: str, **kw) -> str:
     from num2words import num2words
+
+    if lang[:2] == "zh" and isinstance(value, int) and not kw:
+        return _zh_cardinal(value)
 
     for code in dict.fromkeys((lang.replace("-", "_"), lang[:2])):
         try:
@@ -236,7 +269,8 @@ _SYMBOLS_EN = [
     (r"\s*[—–]\s*", ", "),
     (r"\s+-\s+", ", "),
 ]
-_KEEP = re.compile(r"[^\W\d_]|[\s.,;:!?'\"()\-]", re.UNICODE)
+# (+ CJK sentence punctuation and the long-vowel mark, which Japanese / Chinese voices read as pauses or length)
+_KEEP = re.compile(r"[^\W\d_]|[\s.,;:!?'\"()\-]|[。、，！？；：「」『』（）・…ー〜]", re.UNICODE)
 
 
 def normalize_for_speech(text: str, lang: str = "en", max_chars: int = MAX_CHARS) -> str:
@@ -272,6 +306,8 @@ def normalize_for_speech(text: str, lang: str = "en", max_chars: int = MAX_CHARS
         t = _expand_numbers_en(t, lang)
         for pat, rep in _SYMBOLS_EN:
             t = re.sub(pat, rep, t)
+    elif lang[:2] in ("ja", "zh", "th", "ko"):  # digits sit right next to letters (no spaces): only digits bound them
+        t = re.sub(rf"(?<![\d.,])({_NUM})(?![\d])", lambda m: _cardinal(m.group(1), lang), t)
     else:
         t = re.sub(rf"(?<![\w.])({_NUM})(?![\w])", lambda m: _cardinal(m.group(1), lang), t)
     t = re.sub(r"\s+", " ", t).strip()

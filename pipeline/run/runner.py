@@ -1,11 +1,15 @@
 """Shard-level stage execution, generic over stages: look the stage up, feed it its shard, write the result.
 
-Models load once per worker process (``worker`` caches one Stage object per stage and profile); every
-shard write is atomic and a shard whose part file exists is skipped, so a killed run resumes where it
-stopped and never writes a row twice.
+Models load once per worker process (``worker`` caches one Stage object per stage and profile). Several
+processes, on one machine or several sharing the output folder, can run the same command on the same
+``--output-dir``: each shard is claimed before it is computed (pipeline.run.claims), so the processes
+share the shards and every shard is written once. A shard whose part file is whole is skipped, a part
+that is not whole is moved aside and redone, and a claim of a killed process is taken over, so a killed
+run resumes where it stopped and never writes a row twice.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import defaultdict
@@ -13,11 +17,15 @@ from functools import lru_cache
 
 from tqdm.auto import tqdm
 
+from pipeline.core import store
 from pipeline.core.config import Profile
-from pipeline.run.plan import PlanMismatch, Run, previous, stage_class  # noqa: F401 (API)
+from pipeline.run import claims
+from pipeline.run.plan import PlanMismatch, Run, RunBusy, previous, stage_class  # noqa: F401 (API)
+from pipeline.run.preview import Eta
 from pipeline.stages import ORDER
 
 STAGES = ORDER  # every stage, in run order
+POLL_S = 0.25  # how often a process waiting for another one's shard looks again
 
 
 @lru_cache(maxsize=None)
@@ -33,32 +41,95 @@ def worker(stage: str, profile: Profile):
 _locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
 
 
-def process_shard(run: Run, stage: str, k: int) -> dict:
-    """Run one stage on one shard (skipped when already done). Returns counts.
+def _inputs(run: Run, stage: str, k: int) -> list:
+    """The shard's input; an input part that fails its checksums is moved aside and its shard redone."""
+    try:
+        return run.inputs(stage, k)
+    except store.CorruptPart as e:
+        store.quarantine(e.path, f"read by {stage} shard {k}: {e.detail}")
+        process_shard(run, previous(stage), k)
+        return run.inputs(stage, k)
 
-    A process holds one model per stage; threads of a thread-pool runner take turns on it (the
-    model libraries are not re-entrant). Processes (dask workers) each have their own models."""
-    with _locks[stage]:
-        if run.part(stage, k).exists():
+
+def process_shard(run: Run, stage: str, k: int, wait: bool = True) -> dict:
+    """Make shard ``k`` of ``stage`` done (skipped when it already is). Returns counts.
+
+    The shard is claimed first; when a live process (this machine or another) holds the claim, wait for
+    it to finish (``wait=True``, taking over if it dies) or return ``{"busy": holder}`` at once. The
+    previous stage's shard ``k`` is made done first, the same way. A process holds one model per stage;
+    threads of a thread-pool runner take turns on it (the model libraries are not re-entrant)."""
+    prev = previous(stage)
+    while True:
+        if run.done(stage, k):
             return {"shard": k, "skipped": True}
-        t0 = time.time()
-        rows, rejects = worker(stage, run.profile).process(run.inputs(stage, k))
-        n = run.write_shard(stage, k, rows, rejects)
-        return {"shard": k, "rows": n, "rejects": len(rejects), "seconds": round(time.time() - t0, 2)}
+        if prev and not run.done(prev, k):
+            c = process_shard(run, prev, k, wait)
+            if "busy" in c:
+                return {"shard": k, "busy": c["busy"]}
+        claim = run.claim(stage, k)
+        if claim is None:
+            if not wait:
+                return {"shard": k, "busy": run.holder(stage, k) or {}}
+            time.sleep(POLL_S)
+            continue
+        try:
+            with _locks[stage]:
+                if run.done(stage, k):
+                    return {"shard": k, "skipped": True}
+                t0 = time.time()
+                rows, rejects = worker(stage, run.profile).process(_inputs(run, stage, k))
+                if not claim.mine():  # judged stale and taken over meanwhile: the taker writes it
+                    continue
+                n = run.write_shard(stage, k, rows, rejects)
+            if n is None:
+                return {"shard": k, "skipped": True, "lost_race": True}
+            return {"shard": k, "rows": n, "rejects": len(rejects), "seconds": round(time.time() - t0, 2)}
+        finally:
+            claim.release()
 
 
 def run_stage(run: Run, stage: str, progress: bool = True) -> dict:
-    """Run a stage over all its pending shards, with a progress bar."""
+    """Run a stage over all its pending shards, with a progress bar: first every shard no other process
+    holds, then wait for (or take over) the shards other processes are still working on."""
     todo = run.pending(stage)
     t0 = time.time()
-    totals = {"stage": stage, "shards": len(run.shard_ids(stage)), "done_before": len(run.shard_ids(stage)) - len(todo), "rows": 0, "rejects": 0}
-    with tqdm(todo, desc=f"{stage:>8}", unit="shard", disable=not progress or not todo) as bar:
-        for k in bar:
-            c = process_shard(run, stage, k)
-            totals["rows"] += c.get("rows", 0)
-            totals["rejects"] += c.get("rejects", 0)
-            bar.set_postfix(rows=totals["rows"], rejects=totals["rejects"],
-                            rows_per_s=f"{totals['rows'] / max(time.time() - t0, 1e-6):.2f}")
+    n_ids = len(run.shard_ids(stage))
+    totals = {"stage": stage, "shards": n_ids, "done_before": n_ids - len(todo), "rows": 0, "rejects": 0, "by_others": 0}
+    with tqdm(total=len(todo), desc=f"{stage:>8}", unit="shard", disable=not progress or not todo) as bar:
+        busy = []
+        eta = Eta.start(run, stage, todo) if progress and todo else None  # remaining time by rows (preview.Eta)
+        if eta:
+            bar.set_postfix(eta=eta.update(None, 0.0))
+        for wait, ks in ((False, todo), (True, None)):
+            for k in (ks if ks is not None else busy):
+                c = process_shard(run, stage, k, wait=wait)
+                if "busy" in c:
+                    busy.append(k)
+                    continue
+                bar.update(1)
+                totals["rows"] += c.get("rows", 0)
+                totals["rejects"] += c.get("rejects", 0)
+                totals["by_others"] += bool(c.get("skipped"))
+                bar.set_postfix(rows=totals["rows"], rejects=totals["rejects"],
+                                rows_per_s=f"{totals['rows'] / max(time.time() - t0, 1e-6):.2f}",
+                                **({"eta": eta.update(k, time.time() - t0)} if eta else {}))
     if todo:
         run.add_timing(stage, time.time() - t0)
     return totals
+
+
+@contextlib.contextmanager
+def exclusive(run: Run, step: str, wait: bool = True):
+    """Hold the run-wide claim ``step`` (e.g. ``export``) for the block: one process at a time does it;
+    the others wait (a dead holder's claim is taken over). With ``wait=False`` raise RunBusy instead."""
+    while True:
+        c = run.claim(step)
+        if c is not None:
+            break
+        if not wait:
+            raise RunBusy(f"{run.dir}: {step} is being done by {claims.describe(run.holder(step))}")
+        time.sleep(POLL_S)
+    try:
+        yield c
+    finally:
+        c.release()

@@ -58,7 +58,7 @@ def transcribe(backend: ASRBackend, rows: list[dict], profile: Profile) -> tuple
                 results[i] = r
     kept, rejects = [], []
     for row, res in zip(rows, results):
-        cols = result_columns(res, backend, row.get("reference_text"))
+        cols = result_columns(res, backend, row.get("reference_text"), profile.language)
         bad = check(res, row["duration_s"], profile.language, profile.asr)
         if bad:
             reason, detail = bad
@@ -69,14 +69,15 @@ def transcribe(backend: ASRBackend, rows: list[dict], profile: Profile) -> tuple
     return enrich(kept, profile.metadata), rejects
 
 
-def result_columns(r: ASRResult, backend: ASRBackend, reference: str | None) -> dict:
-    """The utterance columns of one ASR result (WER/CER against ``reference`` where there is one)."""
+def result_columns(r: ASRResult, backend: ASRBackend, reference: str | None, language: str | None = None) -> dict:
+    """The utterance columns of one ASR result (WER/CER against ``reference`` where there is one; CER without
+    spaces for ``language`` ja, zh, ...: pipeline.core.text.cer)."""
     return {
         "asr_text": r.text, "asr_language": r.language, "asr_language_prob": r.language_prob,
         "asr_avg_logprob": r.avg_logprob, "asr_no_speech_prob": r.no_speech_prob,
         "asr_compression_ratio": r.compression_ratio, "asr_segments_json": json.dumps(r.segments, ensure_ascii=False),
         "asr_words_json": json.dumps(r.words, ensure_ascii=False),
-        "asr_model": f"{backend.name}:{backend.model_id}", "wer": wer(reference, r.text), "cer": cer(reference, r.text),
+        "asr_model": f"{backend.name}:{backend.model_id}", "wer": wer(reference, r.text), "cer": cer(reference, r.text, language),
     }
 
 

@@ -11,16 +11,19 @@ loudness_lufs        integrated loudness, ITU-R BS.1770-4 via pyloudnorm (K-weig
                      blocks, 75 % overlap, -70 LUFS absolute and -10 LU relative gates). A clip
                      shorter than one 400 ms block is measured as a single block of its own length.
 snr_db / snr_source  WADA-SNR (Kim & Stern, Interspeech 2008): blind SNR from the amplitude
-                     distribution, assuming clean speech ~ gamma(shape 0.4) and additive Gaussian
+/ snr_capped         distribution, assuming clean speech ~ gamma(shape 0.4) and additive Gaussian
                      noise. The G(SNR) look-up table is derived here by numerical integration
-                     (pipeline.backends.metadata.snr_wada), not copied. Range -20..100 dB (clipped).
-pitch_mean_hz /      mean and standard deviation of F0 over voiced frames. Default backend
-pitch_std_hz /       ``yin``: vectorised YIN (de Cheveigne & Kawahara 2002) with a voicing
-pitch_source         decision (aperiodicity + energy gates) and removal of isolated octave jumps;
-                     optional backend ``pyin`` (librosa.pyin, HMM-smoothed, ~20x slower).
-gender /             voice2gender (XGBoost on 20 seewave-style acoustic features): label
-gender_score /       ``male``/``female``, score = probability of that label.
-gender_source
+                     (pipeline.backends.metadata.snr_wada), not copied. An estimate at or above
+                     ``snr_cap_db`` (40 dB) is stored as the cap with ``snr_capped = true`` ("above 40 dB").
+pitch_mean_hz /      mean, standard deviation and median of F0 over voiced frames, and the number of
+pitch_std_hz /       voiced 10 ms frames. Default backend ``praat`` (Praat's autocorrelation tracker with
+pitch_median_hz /    its Viterbi path, praat-parselmouth); ``yin`` (vectorised YIN, scipy only) and
+pitch_voiced_frames  ``pyin`` (librosa) by config. Chosen by measurement on the hard known-truth set
+/ pitch_source       (bench/bench_metadata.py --only f0).
+gender /             from evidence (pipeline.backends.metadata.gender_evidence): the classifier
+gender_score /       (voice2gender by default) + the median F0, a calibrated P(female); below
+gender_source /      ``gender_min_prob`` the row abstains: gender null, gender_score the probability,
+gender_evidence      gender_source "...; abstained: <reason>", gender_evidence (JSON) every piece.
 speech_span_s        time from the first to the last speech frame (20 ms frames within 40 dB of the
                      loudest and 6 dB above the clip's noise floor): the denominator of speaking rates.
 n_speakers /         speakers in the clip; default backend Resemblyzer GE2E window embeddings +
@@ -66,9 +69,9 @@ from pipeline.core.config import MetadataConfig
 
 OUTPUT_KEYS = (
     "loudness_lufs",
-    "snr_db", "snr_source",
-    "pitch_mean_hz", "pitch_std_hz", "pitch_source",
-    "gender", "gender_score", "gender_source",
+    "snr_db", "snr_source", "snr_capped",
+    "pitch_mean_hz", "pitch_std_hz", "pitch_median_hz", "pitch_voiced_frames", "pitch_source",
+    "gender", "gender_score", "gender_source", "gender_evidence",
     "speech_span_s",
     "n_speakers", "overlap_ratio", "n_speakers_source",
     "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_source",
@@ -82,9 +85,9 @@ OUTPUT_KEYS = (
 #: (estimator name, keys that are set together or not at all)
 KEY_GROUPS = (
     ("loudness", ("loudness_lufs",)),
-    ("snr", ("snr_db", "snr_source")),
-    ("pitch", ("pitch_mean_hz", "pitch_std_hz", "pitch_source")),
-    ("gender", ("gender", "gender_score", "gender_source")),
+    ("snr", ("snr_db", "snr_source")),  # snr_capped: wada only
+    ("pitch", ("pitch_mean_hz", "pitch_std_hz", "pitch_median_hz", "pitch_voiced_frames", "pitch_source")),
+    ("gender", ("gender_score", "gender_source")),  # gender itself may be null (abstained)
     ("span", ("speech_span_s",)),
     ("speakers", ("n_speakers", "n_speakers_source")),
     ("dnsmos", ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_source")),
@@ -157,7 +160,7 @@ class MetadataEstimator:
         """Run one estimator over the valid rows; per-row results or exceptions; a failure of the whole
         call is reported on every row."""
         if not valid:
-            return
+            return None
         name, keys, mapping = est.name, tuple(est.keys), est.columns
         try:
             results = est.predict_batch([x for _, x in valid], sr)
@@ -166,11 +169,12 @@ class MetadataEstimator:
         except Exception as e:  # noqa: BLE001
             for i, _ in valid:
                 outs[i][ERRORS_KEY].append(f"{name}: {type(e).__name__}: {e}")
-            return
+            return None
         for (i, _), r in zip(valid, results):
             if mapping is not None and isinstance(r, dict):
                 r = {k: r[src] for k, src in mapping.items()}
             self._run(outs[i], outs[i][ERRORS_KEY], name, keys, lambda v: v, r)
+        return results
 
     @contextmanager
     def _threads(self, est: Estimator):
@@ -197,6 +201,7 @@ class MetadataEstimator:
         outs: list[dict] = []
         valid: list[tuple[int, np.ndarray]] = []
         sr = sample_rate
+        pitch_results = None
         for i, audio in enumerate(audios):
             out: dict = {k: None for k in OUTPUT_KEYS}
             out[ERRORS_KEY] = []
@@ -208,8 +213,12 @@ class MetadataEstimator:
                 continue
             valid.append((i, x))
         for est in self._order:
+            if est is self.estimators.get("gender") and hasattr(est, "use_pitch") and "pitch" in self.estimators:
+                est.use_pitch(pitch_results)  # the gender evidence reads this batch's F0 (pitch runs first)
             with self._threads(est):
-                self._batched(outs, valid, sr, est)
+                results = self._batched(outs, valid, sr, est)
+            if est is self.estimators.get("pitch"):
+                pitch_results = results
         if texts is not None:
             self._text_estimators(outs, texts, text_source, languages)
         return outs

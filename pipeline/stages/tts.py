@@ -83,7 +83,7 @@ class TtsStage:
         if self.cfg.gate_max_wer is None or not candidates:
             return [row for _, _, row in candidates], rejects
         from pipeline.recipes.speakable import Unspeakable, normalize_for_speech
-        from pipeline.core.text import wer
+        from pipeline.core.text import error_metric, error_rate
 
         hyps = self.asr.transcribe_batch([a for a, _, _ in candidates], SAMPLE_RATE, self.language)
         rows = []
@@ -92,12 +92,13 @@ class TtsStage:
                 heard = normalize_for_speech(hyp.text, self.language, 10_000)
             except Unspeakable:
                 heard = hyp.text
-            w = wer(text, heard)
+            w = error_rate(text, heard, self.language)  # CER for ja, zh, ... (gate_metric), WER otherwise
             settings = json.loads(row["tts_settings_json"])
-            row["tts_settings_json"] = json.dumps({**settings, "gate_asr_text": hyp.text, "gate_wer": w})
+            row["tts_settings_json"] = json.dumps({**settings, "gate_asr_text": hyp.text, "gate_wer": w,
+                                                   "gate_metric": error_metric(self.language)}, ensure_ascii=False)
             if w is None or w > self.cfg.gate_max_wer:
                 rejects.append({"id": row["id"], "stage": "tts", "reason": "gate_wer", "source_path": row["dataset"],
-                                "raw": hyp.text, "detail": f"round-trip WER {w} > {self.cfg.gate_max_wer} "
+                                "raw": hyp.text, "detail": f"round-trip {error_metric(self.language).upper()} {w} > {self.cfg.gate_max_wer} "
                                 f"(voice {row['voice']}, spoke {text!r})"})
             else:
                 rows.append(row)

@@ -31,7 +31,8 @@ def test_every_config_choice_is_registered_or_handled_elsewhere():
         registry = M.KINDS[kind][0]
         for name in typing.get_args(fields[field].annotation):
             assert name in registry or name in M.NOT_ESTIMATORS[kind], (kind, name)
-            assert M.selected(kind, MetadataConfig(**{field: name})) == name
+            assert M.selected(kind, MetadataConfig(**{field: name, "gender_fusion": False})) == name
+    assert M.selected("gender", MetadataConfig()) == "evidence"  # the classifier + F0 fusion by default
     assert M.selected("dnsmos", MetadataConfig(dnsmos=True)) == "speechmos"
     assert M.load_estimator("speakers", MetadataConfig(speakers_backend="none")) is None
     assert M.load_estimator("emotion", MetadataConfig(emotion_backend="text-nrc")) is None
@@ -47,7 +48,7 @@ def test_estimators_declare_their_columns():
             if entry.missing():
                 continue
             cls = entry.load()
-            if cls.__name__ == "SpeechBrainClassifier":  # columns per kind, set in __init__
+            if cls.__name__ in ("SpeechBrainClassifier", "GenderEvidence"):  # columns set in __init__
                 continue
             assert cls.name == kind and set(cls.keys) <= set(OUTPUT_KEYS), (kind, entry.name)
             assert cls.columns is None or set(cls.columns) == set(cls.keys), (kind, entry.name)
@@ -326,3 +327,66 @@ def test_brouhaha_aggregation_with_a_stand_in_model():
     rows = b.predict_batch([x, np.zeros(SR, np.float32)], SR)
     assert rows[0]["snr_db"] == pytest.approx(20.0) and rows[0]["c50_db"] == pytest.approx(31.0)
     assert isinstance(rows[1], ValueError)
+
+
+# ---- issue 17: praat F0 against the smooth-twin truth; the gender evidence rules ---------------------------
+@needs_espeak
+def test_praat_f0_on_rough_variants_against_smooth_twin():
+    """Rough / creaky / breathy espeak-ng variants against their smooth twins (same text, timing and contour):
+    Praat's gross error rate stays under the issue's 2 % of voiced frames, clean and at 5 dB."""
+    from tests.fixtures_metadata import hardset as H
+
+    tot = {"gross": 0, "frames": 0, "octave": 0}
+    for v in ("f2", "f1", "f3", "m1", "croak", "Annie"):
+        a, smooth = H.espeak_pair(H.TEXTS[1], v)
+        assert a.size == smooth.size
+        truth = H.f0_truth(smooth)
+        assert (truth > 0).sum() > 100  # the twin gives an unambiguous contour
+        for snr in (None, 5):
+            x = a if snr is None else S.add_white_noise(a, snr, seed=5)
+            r = H.f0_errors(H.track_praat(x), truth)
+            for k in tot:
+                tot[k] += r[k]
+    assert tot["frames"] > 1000
+    assert tot["gross"] <= 0.02 * tot["frames"], tot
+
+
+def test_gender_decide_rules():
+    from pipeline.backends.metadata.gender_evidence import decide, f0_llr
+
+    cfg = MetadataConfig()
+    assert f0_llr(158.7, 120, 210, 0.25) == pytest.approx(0.0, abs=0.01)  # halfway (geometric) between the two
+    assert f0_llr(210.0, 120, 210, 0.25) > 4 and f0_llr(110.0, 120, 210, 0.25) < -4
+    # the issue's case: a creaky female voice, the classifier sure it is male, a robust F0 of 206 Hz
+    d = decide(0.001, 206.0, 300, cfg)
+    assert d["gender"] == "female" and d["reason"] is None
+    # the classifier alone (no F0: whisper) never answers
+    d = decide(0.001, None, 0, cfg)
+    assert d["gender"] is None and d["reason"].startswith("no reliable F0") and d["gender_score"] < cfg.gender_min_prob
+    d = decide(0.9999, 90.0, 5, cfg)  # too few voiced frames: the F0 does not count
+    assert d["gender"] is None and "f0_llr_female" not in d["evidence"]
+    # ambiguous F0 against a confident classifier: abstain and say it is a conflict
+    d = decide(0.999, 150.0, 300, cfg)
+    assert d["gender"] is None and d["reason"].startswith("conflict")
+    # agreement: confident
+    d = decide(0.99, 110.0, 300, cfg)
+    assert d["gender"] == "male" and d["gender_score"] > 0.99
+    with pytest.raises(ValueError):
+        decide(None, None, 0, cfg)
+    # a stricter threshold abstains where the default answers
+    assert decide(0.9, 190.0, 300, MetadataConfig(gender_min_prob=0.99))["gender"] is None
+
+
+def test_wada_cap_flag():
+    from pipeline.backends.metadata.snr_wada import WadaSNR
+
+    rng = np.random.default_rng(1)
+    n = 200_000
+    speechlike = (rng.gamma(0.4, 1.0, n) * rng.choice([-1.0, 1.0], n)).astype(np.float32)
+    est = WadaSNR.from_config(MetadataConfig())
+    r = est.estimate(speechlike, SR)  # no noise at all: WADA's table top
+    assert r == {"snr_db": 40.0, "snr_source": "wada-snr", "snr_capped": True}
+    noisy = speechlike + rng.standard_normal(n).astype(np.float32) * np.sqrt(np.mean(speechlike**2) / 10)
+    r = est.estimate(noisy, SR)
+    assert r["snr_capped"] is False and r["snr_db"] == pytest.approx(10, abs=0.5)
+    assert WadaSNR.from_config(MetadataConfig(snr_cap_db=60)).estimate(speechlike, SR)["snr_db"] == 60.0

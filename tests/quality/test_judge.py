@@ -43,3 +43,18 @@ def test_judge_scores_are_schema_constrained_json(smol):
     assert judge.verdict(c) is None
     prov = json.loads(judge.provenance(c))
     assert prov["model_id"] == SMOL and prov["engine"] == "llama-cpp" and len(prov["prompt_hash"]) == 16
+
+
+def test_probability_judge_reads_p_yes_from_the_first_token(smol):
+    """Probability-based judging: P("Yes") / (P("Yes") + P("No")) of the first reply token, from the logits of
+    the real model (no sampling); the same candidate twice gives the same score."""
+    from pipeline.quality.judge import yes_probabilities
+
+    cfg, engine = smol
+    cands = [Candidate("a", "qa", T, "When does the museum open?", "At nine in the morning.", 1),
+             Candidate("b", "qa", T, "When does the museum open?", "At midnight on Sundays.", 1),
+             Candidate("c", "description", "[00:00-00:04] " + T + " (Gender: Female, Duration: 4s)",
+                       "What can you hear from the audio?", "A woman says the museum opens at nine.", 1)]
+    p = yes_probabilities(engine, cands)
+    assert p is not None and len(p) == 3 and all(0.0 < x < 1.0 for x in p)
+    assert yes_probabilities(engine, cands[:1])[0] == pytest.approx(p[0], abs=1e-4)

@@ -21,10 +21,14 @@ def test_length_refusal_and_leak_rules():
 
 
 def test_verbatim_prompt_copy_is_a_leak():
-    grams = prompt_ngrams(render("desta_system.j2"))
-    copied = "Sure. Answer the user's question about the audio naturally, as if you were listening to it."
+    system = render("desta_system.j2")
+    grams = prompt_ngrams(system)
+    # a reply that copies one long sentence of the system prompt word for word (whatever the prompt's wording is)
+    sentence = max((x.strip() for x in system.replace("\n", " ").split(".")), key=lambda x: len(x.split()))
+    assert len(sentence.split()) >= 10, sentence
+    copied = f"Sure. {sentence}."
     assert leaked_prompt(copied, grams)[0] == "prompt_leak"
-    assert "copies the prompt" in leaked_prompt(copied, grams)[1]
+    assert "prompt" in leaked_prompt(copied, grams)[1]
     assert leaked_prompt("A woman says the museum opens at nine in the morning on weekdays.", grams) is None
 
 

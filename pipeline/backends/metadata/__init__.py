@@ -30,6 +30,8 @@ SNR.add("brouhaha", f"{_M}.brouhaha:Brouhaha",
         doc="pyannote/brouhaha SNR + C50 (hub weights)")
 
 PITCH: Registry[Estimator] = Registry("metadata.pitch", Estimator)
+PITCH.add("praat", f"{_M}.pitch:PraatPitch", requires={"parselmouth": "praat-parselmouth"},
+          doc="Praat autocorrelation + Viterbi (praat-parselmouth)")
 PITCH.add("yin", f"{_M}.pitch:YinPitch", requires={"scipy": "scipy"}, doc="vectorised YIN (embedded)")
 PITCH.add("pyin", f"{_M}.pitch:PyinPitch", requires={"librosa": "librosa"}, doc="librosa.pyin (~20x slower)")
 
@@ -39,6 +41,8 @@ SPAN.add("energy", f"{_M}.speech_span:SpeechSpan", doc="first to last speech fra
 GENDER: Registry[Estimator] = Registry("metadata.gender", Estimator)
 GENDER.add("voice2gender", f"{_M}.voice2gender:Voice2Gender", requires={"voice2gender": "voice2gender"},
            doc="XGBoost on acoustic features (embedded)")
+GENDER.add("evidence", f"{_M}.gender_evidence:GenderEvidence",
+           doc="the gender_backend classifier + robust F0, calibrated P(female), abstention (gender_fusion: true)")
 GENDER.add("audeering", f"{_M}.audeering:AudeeringAgeGender", requires={**TORCH, "transformers": "transformers"},
            doc="wav2vec2 age + gender (hub weights)")
 
@@ -67,9 +71,9 @@ LANGUAGE.add("speechbrain", _SPEECHBRAIN, requires=_SB_REQ, doc="VoxLingua107 EC
 KINDS: dict[str, tuple[Registry[Estimator], Any]] = {
     "loudness": (LOUDNESS, lambda cfg: "pyloudnorm"),
     "snr": (SNR, lambda cfg: cfg.snr_backend),
-    "pitch": (PITCH, lambda cfg: getattr(cfg, "pitch_backend", "yin")),
+    "pitch": (PITCH, lambda cfg: getattr(cfg, "pitch_backend", "praat")),
     "span": (SPAN, lambda cfg: "energy"),
-    "gender": (GENDER, lambda cfg: cfg.gender_backend),
+    "gender": (GENDER, lambda cfg: "evidence" if getattr(cfg, "gender_fusion", False) else cfg.gender_backend),
     "speakers": (SPEAKERS, lambda cfg: cfg.speakers_backend),
     "dnsmos": (DNSMOS, lambda cfg: "speechmos" if cfg.dnsmos else "none"),
     "emotion": (EMOTION, lambda cfg: cfg.emotion_backend),

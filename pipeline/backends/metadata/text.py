@@ -75,7 +75,7 @@ def espeak_voice(language: str | None, default: str = "en-us") -> str:
 
 
 # ISO codes (as Whisper reports them) whose espeak-ng voice has another name
-_ESPEAK_ALIASES = {"zh": "cmn", "jw": "jv", "haw": "haw", "nb": "nb", "no": "nb", "sr": "sr", "yue": "yue"}
+_ESPEAK_ALIASES = {"zh": "cmn-latn-pinyin", "cmn": "cmn-latn-pinyin", "jw": "jv", "haw": "haw", "nb": "nb", "no": "nb", "sr": "sr", "yue": "yue"}
 
 
 class _LibEspeak:
@@ -250,13 +250,21 @@ def speaking_rate(text: str, span_s: float, language: str | None = None, default
     there is nothing to measure."""
     if span_s is None or not span_s > 0:
         raise ValueError(f"no speech span ({span_s!r})")
-    nw = count_words(text)
+    # the unit by the language's convention (pipeline.core.text.rate_units): words; morae for Japanese;
+    # characters for Chinese and other languages written without spaces (n_words / speaking_rate_wps then hold
+    # that unit, and speaking_rate_source names it)
+    from pipeline.core.text import rate_units, reading
+
+    unit_language = language or default_voice  # no row language yet (metadata stage): the profile's phonemizer voice
+    nw, unit = rate_units(text, unit_language)
+    if unit == "words":
+        nw = count_words(text)
     if nw == 0:
         raise ValueError("empty transcript")
     voice = espeak_voice(language, default_voice)
-    nph = len(phonemize(text, voice))
+    nph = len(phonemize(reading(text, unit_language), voice))  # espeak-ng's ja voice reads kana, not kanji
     return {"n_words": nw, "n_phonemes": nph, "speaking_rate_wps": float(nw / span_s), "speaking_rate_pps": float(nph / span_s),
-            "speaking_rate_source": f"{text_source}+{_ph_source()}:{voice}"}
+            "speaking_rate_source": f"{text_source}+{_ph_source()}:{voice}" + ("" if unit == "words" else f";unit={unit}")}
 
 
 def text_columns(texts: list[str | None], spans: list[float | None], languages: list[str | None] | None = None, *,

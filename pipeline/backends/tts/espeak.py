@@ -107,6 +107,10 @@ class EspeakBackend:
         if v not in self._voices:
             raise TTSError(f"espeak-ng: unknown voice {v!r}; available: {', '.join(self._voices)}")
         rate = int(round(min(max(self.rate / ls, 80), 450)))
+        if v.split("+", 1)[0].lower().startswith("ja"):  # espeak-ng's Japanese voice reads kana only: kanji -> hiragana
+            from pipeline.core.text import reading
+
+            t = reading(t, "ja")
         cmd = [self.binary, "-v", v, "-s", str(rate), "-p", str(self.pitch), "-b", "1", "--stdout", "--stdin"]
         try:
             proc = subprocess.run(cmd, input=t.encode("utf-8"), capture_output=True, timeout=self.timeout_s)

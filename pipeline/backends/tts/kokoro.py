@@ -195,6 +195,10 @@ class KokoroBackend:
 
     def phonemize(self, text: str) -> str:
         """Text -> Kokoro phoneme string; clause punctuation (, . ; : ! ?) is kept between the phonemised clauses."""
+        if self.phonemizer_voice.lower().startswith("ja"):  # espeak-ng's ja voice reads kana only: kanji -> hiragana
+            from pipeline.core.text import reading
+
+            text = reading(text, "ja")
         pieces = _CLAUSE_SPLIT.split(text)
         clauses = [(pieces[i].strip(), pieces[i + 1] if i + 1 < len(pieces) else "") for i in range(0, len(pieces), 2)]
         spoken = [c for c, _ in clauses if any(ch.isalnum() for ch in c)]

@@ -9,10 +9,36 @@ from pipeline.core.rows import messages
 
 
 def chat_request(cfg: LLMConfig, system: str, user: str, seed: int, schema: dict | None = None,
-                 max_tokens: int | None = None) -> ChatRequest:
+                 max_tokens: int | None = None, temperature: float | None = None) -> ChatRequest:
     return ChatRequest(messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-                       max_tokens=max_tokens or cfg.max_tokens, temperature=cfg.temperature,
+                       max_tokens=max_tokens or cfg.max_tokens,
+                       temperature=cfg.temperature if temperature is None else temperature,
                        top_p=cfg.top_p, seed=seed, json_schema=schema)
+
+
+def generate(engine: LLMEngine, requests: list[ChatRequest]) -> list[tuple[str, str | None]]:
+    """(text, finish_reason) per request, in request order. The requests are sent sorted by their prompt
+    text, so requests that share a prefix (system prompt, same utterance) are adjacent; the finish reason
+    is the engine's (``complete``) where it has one, else None (truncation is then read from the text)."""
+    order = sorted(range(len(requests)), key=lambda i: [m["content"] for m in requests[i].messages])
+    batch = [requests[i] for i in order]
+    if hasattr(engine, "complete"):
+        outs = [(c.text, c.finish_reason) for c in engine.complete(batch)]
+    else:
+        outs = [(t, None) for t in engine.chat(batch)]
+    res: list = [None] * len(requests)
+    for i, o in zip(order, outs):
+        res[i] = o
+    return res
+
+
+def subject(it: dict, task: str, rid: str, prompt: str, response: str, finish_reason: str | None):
+    """What the quality checks (pipeline.stages.llm.filter) see of one generated item."""
+    from pipeline.quality.checks import Subject
+
+    row = it["row"]
+    return Subject(rid, task, it["transcript"], it["seed_description"], prompt, response, finish_reason,
+                   it.get("source"), row.get("asr_avg_logprob"), it.get("language"))
 
 
 def sampling_json(cfg: LLMConfig, **extra) -> str:
@@ -27,5 +53,47 @@ def generated_row(engine: LLMEngine, dataset: str, rid: str, row: dict, task: st
         "seed_description": seed_desc, "prompt": prompt, "response": response,
         "messages": messages(prompt, response), "text_source": source, "engine": engine.name,
         "model_id": engine.model_id, "prompt_template": tmpl, "prompt_hash": h,
-        "sampling_json": sampling, "seed": seed,
+        "sampling_json": sampling, "seed": seed, "model_json": model_provenance(engine),
     }
+
+
+_PROVENANCE: dict[tuple, str] = {}
+
+
+def model_provenance(engine: LLMEngine) -> str:
+    """JSON naming the model behind ``engine.model_id`` as the weights say: the file, its GGUF metadata
+    (``general.name``, ``general.basename``, ``general.size_label``, read with gguf's GGUFReader) and its
+    sha256. A hub name (no local file) is recorded as it is. Cached per file (path, size, mtime)."""
+    import hashlib
+    import os
+
+    ref = getattr(engine, "model_id", None) or ""
+    try:
+        from pipeline.core.model_cache import resolve
+
+        path = resolve(ref) if ref else ""
+    except Exception:  # noqa: BLE001 - an unknown embedded name: record the reference only
+        path = ""
+    if not path or not os.path.isfile(path):
+        return json.dumps({"ref": ref, "file": None, "general_name": None, "sha256": None})
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime)
+    if key not in _PROVENANCE:
+        info = {"ref": ref, "file": os.path.basename(path), "bytes": st.st_size}
+        if path.endswith(".gguf"):
+            try:
+                from gguf import GGUFReader
+
+                fields = GGUFReader(path).fields
+                for k in ("name", "basename", "size_label", "finetune"):
+                    f = fields.get(f"general.{k}")
+                    info[f"general_{k}"] = bytes(f.parts[f.data[0]]).decode("utf-8", "replace") if f else None
+            except Exception as e:  # noqa: BLE001 - unreadable metadata is recorded, not fatal
+                info["general_name"], info["metadata_error"] = None, f"{type(e).__name__}: {e}"
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+        info["sha256"] = h.hexdigest()
+        _PROVENANCE[key] = json.dumps(info, ensure_ascii=False)
+    return _PROVENANCE[key]

@@ -1,7 +1,7 @@
 """DeSTA2 descriptions: the seed description "[00:00-00:05] transcript (Gender: ..., ...)" is given to
 the LLM with an instruction drawn from ``prompts/description_questions.txt`` (the paper's "What can
 you hear from the audio?" for about half of the utterances). Replies that fail the rules
-(``pipeline.quality.text_rules.check_description``) are asked again with a new seed, a bounded number
+(the quality gate, ``pipeline.stages.llm.filter``) are asked again with a new seed, a bounded number
 of times, then rejected as ``description_<reason>`` with the raw text kept. Row id: ``<utterance>-description-0``.
 """
 from __future__ import annotations
@@ -10,11 +10,12 @@ import random
 
 from pipeline.backends.llm.base import ChatRequest, LLMEngine
 from pipeline.core.config import LLMConfig
-from pipeline.core.prompts import render, template_hash
+from pipeline.core.prompts import localized, render, template_hash
 from pipeline.core.rows import reject
 from pipeline.quality.judge import Candidate
-from pipeline.quality.text_rules import Failure, check_description, prompt_ngrams
-from pipeline.stages.llm.common import chat_request, generated_row, sampling_json
+from pipeline.quality.text_rules import Failure, prompt_ngrams
+from pipeline.stages.llm.common import chat_request, generate, generated_row, sampling_json, subject
+from pipeline.stages.llm.filter import QualityFilter
 
 TEMPLATES = ("desta_system.j2", "desta_seed.j2", "desta_user.j2", "description_questions.txt")
 QUESTIONS = "description_questions.txt"
@@ -33,32 +34,39 @@ class Descriptions:
 
     kind = "description"
 
-    def __init__(self, cfg: LLMConfig, engine: LLMEngine, dataset: str):
+    def __init__(self, cfg: LLMConfig, engine: LLMEngine, dataset: str, language: str | None = None):
         self.cfg, self.engine, self.dataset = cfg, engine, dataset
-        self.prompt_hash = template_hash(*TEMPLATES)
-        self.ngrams = prompt_ngrams(render("desta_system.j2"), render("desta_user.j2", seed_description="", question=""))
+        # the profile language's prompt files where they exist (prompts/<lang>/...), else the default ones
+        self.tmpl = {n: localized(n, language) for n in TEMPLATES}
+        self.prompt_hash = template_hash(*self.tmpl.values())
+        self.ngrams = prompt_ngrams(render(self.tmpl["desta_system.j2"]),
+                                    render(self.tmpl["desta_user.j2"], seed_description="", question=""))
+        self.filter = QualityFilter(cfg, engine, prompts=(render(self.tmpl["desta_system.j2"]),
+                                                          render(self.tmpl["desta_user.j2"], seed_description="", question="")))
 
     def request(self, system: str, it: dict, seed: int) -> ChatRequest:
-        user = render("desta_user.j2", seed_description=it["seed_description"], question=it["question"])
-        return chat_request(self.cfg, system, user, seed)
+        user = render(self.tmpl["desta_user.j2"], seed_description=it["seed_description"], question=it["question"])
+        return chat_request(self.cfg, system, user, seed, temperature=self.cfg.description_temperature)
 
-    def check(self, raw: str, it: dict) -> tuple[str, Failure | None]:
-        return raw.strip(), check_description(raw, it["row"], it["transcript"], self.cfg, self.ngrams, it["language"])
+    def check(self, outs: list[tuple[str, str | None]], items: list[dict]) -> list[Failure | None]:
+        """The quality gate (pipeline.stages.llm.filter: the same checks as ``python -m pipeline filter``)."""
+        subs = [subject(it, "description", f"{it['row']['id']}-description-0", it["question"], raw.strip(), fin)
+                for it, (raw, fin) in zip(items, outs)]
+        return [None if v.keep else (v.reason, v.detail) for v in self.filter.evaluate(subs, judge=False)]
 
     def generate(self, items: list[dict]) -> None:
         """Generate for every item, retrying failures with a new seed up to cfg.retries times.
         Sets item['result'] on success or item['failure'] = (reason, detail, raw)."""
-        system = render("desta_system.j2")
+        system = render(self.tmpl["desta_system.j2"])
         pending = list(items)
         for attempt in range(self.cfg.retries + 1):
             if not pending:
                 break
-            outs = self.engine.chat([self.request(system, it, it["seed"] + attempt) for it in pending])
+            outs = generate(self.engine, [self.request(system, it, it["seed"] + attempt) for it in pending])
             still = []
-            for it, raw in zip(pending, outs):
-                value, fail = self.check(raw, it)
+            for it, (raw, _), fail in zip(pending, outs, self.check(outs, pending)):
                 if fail is None:
-                    it["result"], it["attempts"] = value, attempt + 1
+                    it["result"], it["attempts"] = raw.strip(), attempt + 1
                 else:
                     it["failure"] = (*fail, raw)
                     still.append(it)
@@ -79,7 +87,7 @@ class Descriptions:
             prompt, response = it["question"], it["result"]
             seed = it["seed"] + it["attempts"] - 1
             r = generated_row(self.engine, self.dataset, rid, row, "description", prompt, response,
-                              it["seed_description"], it["source"], "desta_user.j2", self.prompt_hash,
-                              sampling_json(cfg, attempts=it["attempts"], question_pool=QUESTIONS), seed)
+                              it["seed_description"], it["source"], self.tmpl["desta_user.j2"], self.prompt_hash,
+                              sampling_json(cfg, attempts=it["attempts"], question_pool=self.tmpl[QUESTIONS]), seed)
             cands.append(Candidate(rid, "description", it["seed_description"], prompt, response, seed, r))
         return cands, rejects

@@ -16,9 +16,9 @@ import json
 import random
 
 from pipeline.core.config import LLMConfig
-from pipeline.core.prompts import lines, render, template_hash
+from pipeline.core.prompts import lines, localized, render, template_hash
 from pipeline.core.rows import gender_of, manifest_labels, messages, reject, stable_seed
-from pipeline.stages.llm.seed import pitch_label, snr_label, speed_label
+from pipeline.stages.llm.seed import pitch_label, snr_label, speed_label_for
 
 LANGUAGES = {
     "en": "English", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian", "pt": "Portuguese",
@@ -47,11 +47,14 @@ class LabelTasks:
 
     engine = "template"
 
-    def __init__(self, cfg: LLMConfig, dataset: str):
-        self.cfg, self.dataset = cfg, dataset
+    def __init__(self, cfg: LLMConfig, dataset: str, language: str | None = None):
+        self.cfg, self.dataset, self.language = cfg, dataset, language
         self.tasks = list(dict.fromkeys(cfg.label_tasks))
-        self.phrasings = {t: lines(f"tasks/{t}.txt") for t in self.tasks}
-        self.hashes = {t: template_hash(f"tasks/{t}.txt", f"tasks/{t}.answer.j2") for t in self.tasks}
+        # phrasings and answers in the profile language (prompts/tasks/<lang>/...) where they exist
+        self.files = {t: (localized(f"tasks/{t}.txt", language), localized(f"tasks/{t}.answer.j2", language))
+                      for t in self.tasks}
+        self.phrasings = {t: lines(self.files[t][0]) for t in self.tasks}
+        self.hashes = {t: template_hash(*self.files[t]) for t in self.tasks}
 
     # ---- labels: each returns (answer template variables, label_source) or None (task does not apply),
     # or raises LowConfidence
@@ -69,11 +72,12 @@ class LabelTasks:
                 src = f"gender:{row.get('gender_source') or 'estimate'}"
             return {"gender": v.lower()}, src
         if task == "speaking_rate":
-            words, dur = len(transcript.split()), float(row.get("duration_s") or 0)
-            if not words or dur <= 0:
+            dur = float(row.get("duration_s") or 0)
+            if not transcript.split() or dur <= 0:
                 return None
-            return ({"rate": speed_label(words, dur), "wpm": int(round(60 * words / dur))},
-                    f"{source}_text words / duration_s")
+            # words; morae (ja) or characters (zh, ...) per the language's convention (pipeline.core.text.rate_units)
+            rate, per_min, unit = speed_label_for(transcript, dur, self.language)
+            return ({"rate": rate, "wpm": per_min, "unit": unit}, f"{source}_text {unit} / duration_s")
         if task == "pitch":
             hz = row.get("pitch_mean_hz")
             if hz is None:
@@ -84,8 +88,9 @@ class LabelTasks:
             snr = row.get("snr_db")
             if snr is None:
                 return None
-            return ({"noise": snr_label(snr).split(" (")[0], "snr": int(round(snr))},
-                    f"snr_db:{row.get('snr_source') or 'estimate'}")
+            capped = bool(row.get("snr_capped"))  # at the estimator's cap: "clean", no number (snr None)
+            return ({"noise": snr_label(snr, capped).split(" (")[0], "snr": None if capped else int(round(snr))},
+                    f"snr_db:{row.get('snr_source') or 'estimate'}" + (":capped" if capped else ""))
         if task == "language":
             code = row.get("asr_language")
             if not code:
@@ -126,14 +131,24 @@ class LabelTasks:
                 k = rng.randrange(len(pool))
                 variant = rng.randrange(1 << 16)
                 prompt = pool[k]
-                response = render(f"tasks/{task}.answer.j2", variant=variant, **values)
+                response = render(self.files[task][1], variant=variant, **values)
+                if None in values.values():  # e.g. snr None (capped): a template without a form for it says "None"
+                    for v2 in range(variant + 1, variant + 8):
+                        if "None" not in response:
+                            break
+                        variant, response = v2, render(self.files[task][1], variant=v2, **values)
+                    if "None" in response:  # every item asked for is a row or a reject: say why there is none
+                        rejects.append(reject(rid, row, "llm", f"{task}_no_answer_form",
+                                              f"{task}: no answer form of {self.files[task][1]} without the missing "
+                                              f"value(s) {sorted(k for k, v in values.items() if v is None)}", None))
+                        continue
                 out.append({
                     "id": rid, "utterance_id": row["id"], "task": task, "dataset": self.dataset, "audio": row["audio"],
                     "seed_description": seed_descriptions.get(row["id"]), "prompt": prompt, "response": response,
                     "messages": messages(prompt, response),
                     "text_source": source if task in ("asr", "speaking_rate") else None,
                     "label_source": label_source, "engine": self.engine, "model_id": None,
-                    "prompt_template": f"tasks/{task}.txt", "prompt_hash": self.hashes[task],
+                    "prompt_template": self.files[task][0], "prompt_hash": self.hashes[task],
                     "sampling_json": json.dumps({"phrasing": k, "n_phrasings": len(pool), "answer_variant": variant}),
                     "seed": seed, "judge_groundedness": None, "judge_usefulness": None, "judge_json": None,
                 })

@@ -10,13 +10,14 @@ import json
 
 from pipeline.backends.llm.base import LLMEngine
 from pipeline.core.config import LLMConfig
-from pipeline.core.prompts import render, template_hash
+from pipeline.core.prompts import localized, render, template_hash
 from pipeline.core.rows import reject
 from pipeline.core.text import normalize
 from pipeline.quality.judge import Candidate
-from pipeline.quality.qa import check_qa, parse_qa_pairs, qa_schema
+from pipeline.quality.qa import parse_qa_pairs, qa_schema
 from pipeline.quality.text_rules import prompt_ngrams
-from pipeline.stages.llm.common import chat_request, generated_row, sampling_json
+from pipeline.stages.llm.common import chat_request, generate, generated_row, sampling_json, subject
+from pipeline.stages.llm.filter import QualityFilter
 
 SEED_OFFSET = 7919  # an utterance's QA seed is its description seed plus this
 
@@ -30,17 +31,21 @@ class QuestionAnswers:
 
     kind = "qa"
 
-    def __init__(self, cfg: LLMConfig, engine: LLMEngine, dataset: str):
+    def __init__(self, cfg: LLMConfig, engine: LLMEngine, dataset: str, language: str | None = None):
         self.cfg, self.engine, self.dataset = cfg, engine, dataset
         n = max(1, cfg.n_qa)
-        self.prompt_hash = template_hash("qa_system.j2", "qa_user.j2")
-        self.ngrams = prompt_ngrams(render("qa_system.j2", n=n), render("qa_user.j2", transcript="", n=n))
+        # the profile language's prompt files where they exist (prompts/<lang>/...), else the default ones
+        self.tmpl = {t: localized(t, language) for t in ("qa_system.j2", "qa_user.j2")}
+        self.prompt_hash = template_hash(*self.tmpl.values())
+        self.ngrams = prompt_ngrams(render(self.tmpl["qa_system.j2"], n=n), render(self.tmpl["qa_user.j2"], transcript="", n=n))
+        self.filter = QualityFilter(cfg, engine, prompts=(render(self.tmpl["qa_system.j2"], n=n),
+                                                          render(self.tmpl["qa_user.j2"], transcript="", n=n)))
 
     def generate(self, items: list[dict]) -> None:
         """Ask each utterance with a transcript for n QA pairs; keep the pairs that pass the rules and are
         not the same question again; ask again (new seed, bounded) while slots are empty."""
         cfg, n = self.cfg, self.cfg.n_qa
-        system = render("qa_system.j2", n=max(1, n))
+        system = render(self.tmpl["qa_system.j2"], n=max(1, n))
         items = [it for it in items if it["transcript"]]
         schema = qa_schema(n) if cfg.structured_output else None
         max_tokens = n * cfg.qa_max_tokens_per_pair
@@ -50,19 +55,29 @@ class QuestionAnswers:
         for attempt in range(cfg.retries + 1):
             if not pending:
                 break
-            outs = self.engine.chat([chat_request(cfg, system, render("qa_user.j2", transcript=it["transcript"], n=n),
-                                                  it["seed"] + attempt, schema, max_tokens) for it in pending])
-            for it, raw in zip(pending, outs):
+            outs = generate(self.engine, [chat_request(cfg, system, render(self.tmpl["qa_user.j2"], transcript=it["transcript"], n=n),
+                                                       it["seed"] + attempt, schema, max_tokens, cfg.qa_temperature)
+                                          for it in pending])
+            parsed = []
+            for it, (raw, _) in zip(pending, outs):
                 pairs, fail = parse_qa_pairs(raw)
                 if fail:
                     it["fails"].append((*fail, raw))
                     continue
                 if len(pairs) < n:
                     it["fails"].append(("too_few_pairs", f"{len(pairs)} pair(s) in the reply, {n} asked for", raw))
+                parsed.append((it, pairs, raw))
+            # the quality gate over every pair of this attempt in one batch (rules, then the QA round trip)
+            subs = [subject(it, "qa", f"{it['row']['id']}-qa", qa.question.strip(), qa.answer.strip(), None)
+                    for it, pairs, _ in parsed for qa in pairs]
+            verdicts = iter(self.filter.evaluate(subs, judge=False))
+            for it, pairs, raw in parsed:
                 for qa in pairs:
+                    v = next(verdicts)
                     if len(it["accepted"]) == n:
-                        break
-                    g, bad = check_qa(qa, it["transcript"], cfg, self.ngrams, it["language"])
+                        continue
+                    g = float(v.scores.get("grounding", 0.0))
+                    bad = None if v.keep else (v.reason, v.detail)
                     if bad is None:
                         seen = {normalize(a[0].question): k for k, a in enumerate(it["accepted"])}
                         if normalize(qa.question) in seen:
@@ -91,7 +106,7 @@ class QuestionAnswers:
                 rid = f"{row['id']}-qa-{k}"
                 prompt, response = pair.question.strip(), pair.answer.strip()
                 r = generated_row(self.engine, self.dataset, rid, row, "qa", prompt, response, it["seed_description"],
-                                  it["source"], "qa_user.j2", self.prompt_hash,
+                                  it["source"], self.tmpl["qa_user.j2"], self.prompt_hash,
                                   sampling_json(cfg, attempts=attempt + 1, n_qa=n, max_tokens=n * cfg.qa_max_tokens_per_pair),
                                   it["seed"] + attempt)
                 r["grounding"] = round(g, 3)

@@ -5,20 +5,25 @@ pairs (``qa``), then the LLM judge over both; SpeechVerse/GRASS-style label task
 asr, gender, speaking_rate, pitch, noise_level, language, + emotion, accent where labelled) come from
 templates, without an LLM.
 
-Generated rows go through the quality filters cheapest first: rule filters (``pipeline.quality.text_rules``,
-``pipeline.quality.qa``), the LLM judge (``pipeline.quality.judge``), near-duplicate removal within the
-shard (``pipeline.quality.dedup``). Every rejection has a reason code. Row ids: ``<utterance>-description-0``,
+Generated rows go through the quality gate cheapest first (``pipeline.stages.llm.filter``, the same code
+``python -m pipeline filter`` runs: rules of ``pipeline.quality.checks``, the QA round trip), items it rejects
+are asked again with a new seed (bounded); then the LLM judge when ``llm.judge`` is on (``pipeline.quality.judge``)
+and near-duplicate removal within the shard (``pipeline.quality.dedup``). Every rejection has a reason code. Row ids: ``<utterance>-description-0``,
 ``<utterance>-qa-<k>`` (k < n_qa), ``<utterance>-<label task>-0``.
 """
 from __future__ import annotations
 
+import json
+
 from pipeline.backends.llm import LLMEngine, load_llm
 from pipeline.core.config import LLMConfig, Profile
-from pipeline.core.prompts import lines
+from pipeline.core.prompts import lines, localized
 from pipeline.core.rows import reject, stable_seed, transcript_of
 from pipeline.quality.dedup import near_duplicates
-from pipeline.quality.judge import Candidate, Judge
+from pipeline.quality.checks import Subject
+from pipeline.quality.judge import YES_NO, Candidate, Judge
 from pipeline.stages.llm.descriptions import QUESTIONS, Descriptions, pick_question
+from pipeline.stages.llm.filter import QualityFilter
 from pipeline.stages.llm.label_tasks import LabelTasks
 from pipeline.stages.llm.qa import SEED_OFFSET, QuestionAnswers
 from pipeline.stages.llm.seed import seed_description
@@ -33,13 +38,15 @@ class LlmStage:
 
     @classmethod
     def from_profile(cls, profile: Profile) -> "LlmStage":
-        return cls(profile.llm, load_llm(profile.llm), profile.dataset)
+        return cls(profile.llm, load_llm(profile.llm), profile.dataset, language=profile.language)
 
-    def __init__(self, cfg: LLMConfig, engine: LLMEngine, dataset: str, judge_engine: LLMEngine | None = None):
-        self.cfg, self.engine, self.dataset = cfg, engine, dataset
-        self.descriptions = Descriptions(cfg, engine, dataset)
-        self.qa = QuestionAnswers(cfg, engine, dataset)
-        self.labels = LabelTasks(cfg, dataset)
+    def __init__(self, cfg: LLMConfig, engine: LLMEngine, dataset: str, judge_engine: LLMEngine | None = None,
+                 language: str | None = None):
+        """``language``: the profile language; picks the prompt files of that language (prompts/<lang>/...)."""
+        self.cfg, self.engine, self.dataset, self.language = cfg, engine, dataset, language
+        self.descriptions = Descriptions(cfg, engine, dataset, language)
+        self.qa = QuestionAnswers(cfg, engine, dataset, language)
+        self.labels = LabelTasks(cfg, dataset, language)
         self._judge_engine = judge_engine
         self._judge: Judge | None = None
 
@@ -57,13 +64,13 @@ class LlmStage:
 
     def process(self, rows: list[dict]) -> tuple[list[dict], list[dict]]:
         cfg = self.cfg
-        questions = lines(QUESTIONS)
+        questions = lines(localized(QUESTIONS, self.language))
         desc, qa, transcripts, seeds = [], [], {}, {}
         for row in rows:
             transcript, source = transcript_of(row)
             transcripts[row["id"]] = (transcript, source)
             seed = stable_seed(cfg.seed, row["id"])
-            seeds[row["id"]] = seed_description(row, transcript)
+            seeds[row["id"]] = seed_description(row, transcript, self.language)
             base = {"row": row, "source": source, "transcript": transcript,
                     "language": cfg.output_language or row.get("asr_language"), "seed_description": seeds[row["id"]]}
             desc.append({**base, "seed": seed, "question": pick_question(seed, questions)})
@@ -92,6 +99,8 @@ class LlmStage:
 
     def _judged(self, cands: list[Candidate], utt: dict[str, dict], rejects: list[dict]) -> list[Candidate]:
         """Score every candidate with the LLM judge; the kept ones, rejects appended for the others."""
+        if self.cfg.judge_scoring == "probability":
+            return self._judged_by_probability(cands, utt, rejects)
         self.judge.score(cands)
         kept = []
         for c in cands:
@@ -101,6 +110,23 @@ class LlmStage:
             c.row["judge_json"] = self.judge.provenance(c)
             if bad:
                 rejects.append(reject(c.id, utt[c.row["utterance_id"]], "llm", bad[0], f"{c.kind}: {bad[1]}", c.response))
+            else:
+                kept.append(c)
+        return kept
+
+    def _judged_by_probability(self, cands: list[Candidate], utt: dict[str, dict], rejects: list[dict]) -> list[Candidate]:
+        """The judge as the filter command runs it: P("Yes") from token probabilities (one code path)."""
+        qf = QualityFilter(self.cfg, self.engine, judge_engine=self.judge.engine)
+        subs = [Subject(c.id, c.kind, c.context, c.context, c.prompt, c.response) for c in cands]
+        scores = qf.judge_scores(subs)
+        kept = []
+        for c, p in zip(cands, scores):
+            c.row["judge_json"] = json.dumps({"scoring": "probability", "p_yes": round(p, 4),
+                                              "threshold": self.cfg.judge_min_prob, "engine": self.judge.engine.name,
+                                              "model_id": self.judge.engine.model_id, "prompt": YES_NO})
+            if p < self.cfg.judge_min_prob:
+                rejects.append(reject(c.id, utt[c.row["utterance_id"]], "llm", "judge_low",
+                                      f"{c.kind}: judge P(yes) {p:.2f} < {self.cfg.judge_min_prob}", c.response))
             else:
                 kept.append(c)
         return kept
