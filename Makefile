@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 WHEELS := $(HOME)/.cache/speechinstruct/wheels
 LLAMA_CPP_VERSION := 0.3.36
+# llama.cpp's llama-server (the embedded LLM engine llm.backend llama-cpp), built from the same sdist's vendor/llama.cpp
+LLAMA_SERVER := $(HOME)/.cache/speechinstruct/bin/llama-server-$(LLAMA_CPP_VERSION)
 PROFILES := $(sort $(basename $(notdir $(wildcard config/profiles/*.yaml))))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -26,7 +28,7 @@ help:
 	@echo "make test                   import contract (lint-imports) + the tests"
 	@echo "make bench                  benchmarks (bench/*.py)"
 
-setup: system-deps $(VENV)/.installed
+setup: system-deps $(VENV)/.installed $(LLAMA_SERVER)
 	$(PY) -m pipeline models assemble
 
 system-deps:
@@ -41,6 +43,24 @@ $(WHEELS)/.llama-cpp-python-$(LLAMA_CPP_VERSION):
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF" \
 	  $(PIP) wheel --no-deps -w $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
 	touch $@
+
+# llama-server from the llama.cpp sources inside the llama-cpp-python sdist (~7 min CPU on 2 cores), built once and
+# cached as one static binary; the sdist comes from pip's cache or PyPI. Loopback only, no web UI, no curl/openssl.
+$(LLAMA_SERVER): | $(VENV)/bin/python
+	@command -v cmake >/dev/null && command -v c++ >/dev/null || { echo "installing Debian packages: cmake g++ (to build llama-server)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends cmake g++ make >/dev/null; }
+	set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  $(PIP) download -q --no-binary :all: --no-deps -d "$$tmp" llama-cpp-python==$(LLAMA_CPP_VERSION); \
+	  tar xzf "$$tmp"/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz -C "$$tmp"; \
+	  src="$$tmp/llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp"; \
+	  cmake -S "$$src" -B "$$tmp/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF \
+	    -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON \
+	    -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF >"$$tmp/cmake.log" 2>&1 \
+	    || { tail -40 "$$tmp/cmake.log" >&2; exit 1; }; \
+	  cmake --build "$$tmp/build" --target llama-server -j$$(nproc) >"$$tmp/build.log" 2>&1 || { tail -40 "$$tmp/build.log" >&2; exit 1; }; \
+	  "$$tmp/build/bin/llama-server" --version >/dev/null 2>&1; \
+	  mkdir -p $(dir $(LLAMA_SERVER)); cp "$$tmp/build/bin/llama-server" $@.tmp; mv $@.tmp $@
+	@echo "built $(LLAMA_SERVER)"
 
 $(VENV)/bin/python:
 	$(PY_SYS) -m venv $(VENV)

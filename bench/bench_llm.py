@@ -1,13 +1,20 @@
 """LLM stage benchmarks.
 
-throughput (default): rows/s and completion tokens/s for the same requests sent as one batch vs one
-request at a time, on the same engine:
-  - llama-cpp in process: a "batch" is served sequentially (one sequence at a time), so the two
-    should match; the difference is the reused KV-cache prefix between requests of one kind.
-  - openai against ``python -m llama_cpp.server`` (started here on 127.0.0.1, same GGUF):
-    concurrency 1 vs N requests in flight.
+throughput (default): the same requests (the llm stage's shapes: DeSTA2 descriptions, and QA pairs as
+schema-constrained JSON), in one process and one run, through
+  - the old path: ``llama-cpp-inprocess`` (llama-cpp-python ``create_chat_completion``, one sequence at a time);
+  - the new path: ``llama-cpp`` (a private llama-server, ``--slots`` sequences decoded together, prefix cache,
+    driven by the ``openai`` client that also talks to ``vllm serve``).
+Both answer sets are checked (same count, every JSON answer parses and matches its schema, no empty
+description). Also printed: the physical bound, i.e. the weight bytes read per decode step (the GGUF's
+tensors; the token-embedding table is looked up, not read, when the model has its own output matrix)
+and this machine's measured memory read bandwidth: one sequence cannot decode faster than
+bandwidth / bytes, a batch of B sequences shares one read of the weights per step.
 
-    python bench/bench_llm.py [--model embedded:smollm2-135m-instruct-q4_1] [--n 8] [--max-tokens 48]
+    python bench/bench_llm.py [--model embedded:qwen2.5-0.5b-instruct-q4_k_m] [--n 16] [--slots 8]
+
+The last line is ``llm batched speedup: <x>x (<new> tok/s vs <old> tok/s, <n> requests)`` (completion
+tokens per second of wall time). The machine may be shared: the ratio within one run is what counts.
 
 quality: run the llm stage (descriptions, QA, label tasks, rule filters, judge, dedup) over the
 utterance shards of a run (``<out>/<lang>/_work/asr/part-*.parquet``) and print rows per task,
@@ -23,6 +30,7 @@ import glob
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,9 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.backends.llm import load_llm  # noqa: E402
 from pipeline.backends.llm.base import ChatRequest  # noqa: E402
-from pipeline.backends.llm.llama_server import local_llama_server  # noqa: E402
 from pipeline.core.config import LLMConfig  # noqa: E402
+from pipeline.core.model_cache import resolve  # noqa: E402
 from pipeline.core.prompts import lines, render  # noqa: E402
+from pipeline.quality.qa import qa_schema  # noqa: E402
 from pipeline.stages.llm.seed import seed_description  # noqa: E402
 
 TRANSCRIPTS = [
@@ -60,46 +69,125 @@ def description_requests(n: int, max_tokens: int) -> list[ChatRequest]:
     return reqs
 
 
-def measure(engine, reqs, batched: bool) -> dict:
+def qa_requests(n: int, n_qa: int, max_tokens_per_pair: int) -> list[ChatRequest]:
+    system = render("qa_system.j2", n=n_qa)
+    schema = qa_schema(n_qa)
+    return [ChatRequest(messages=[{"role": "system", "content": system},
+                                  {"role": "user", "content": render("qa_user.j2", transcript=TRANSCRIPTS[i % len(TRANSCRIPTS)], n=n_qa)}],
+                        max_tokens=n_qa * max_tokens_per_pair, temperature=0.7, top_p=0.9, seed=2000 + i, json_schema=schema)
+            for i in range(n)]
+
+
+def check_outputs(reqs: list[ChatRequest], outs: list[str]) -> dict:
+    """Same count; JSON answers parse and match their schema; free-text answers are not empty."""
+    import jsonschema
+
+    assert len(outs) == len(reqs), (len(outs), len(reqs))
+    bad = collections.Counter()
+    for r, o in zip(reqs, outs):
+        if r.json_schema is None:
+            bad["empty"] += not o.strip()
+            continue
+        try:
+            jsonschema.validate(json.loads(o), r.json_schema)
+        except json.JSONDecodeError:
+            bad["json_invalid"] += 1
+        except jsonschema.ValidationError:
+            bad["schema_invalid"] += 1
+    return {k: v for k, v in bad.items() if v}
+
+
+def measure(engine, reqs) -> dict:
     before = engine.usage.snapshot()
     t0 = time.perf_counter()
-    if batched:
-        engine.chat(reqs)
-    else:
-        for r in reqs:
-            engine.chat([r])
+    outs = engine.chat(reqs)
     dt = time.perf_counter() - t0
     after = engine.usage.snapshot()
-    comp = after["completion_tokens"] - before["completion_tokens"]
-    prompt = after["prompt_tokens"] - before["prompt_tokens"]
-    return {"rows": len(reqs), "s": dt, "rows_s": len(reqs) / dt, "tok_s": comp / dt, "completion_tokens": comp,
-            "prompt_tokens": prompt}
+    d = {k: after[k] - before[k] for k in after}
+    return {"rows": len(reqs), "s": dt, "rows_s": len(reqs) / dt, "tok_s": d["completion_tokens"] / dt,
+            "completion_tokens": d["completion_tokens"], "prompt_tokens": d["prompt_tokens"],
+            "cached_prompt_tokens": d["cached_prompt_tokens"], "truncated": d["truncated"],
+            "invalid": check_outputs(reqs, outs)}
+
+
+def weight_bytes_per_token(path: str) -> tuple[int, int]:
+    """(bytes of all tensors, bytes read per decode step): the token-embedding table is only looked up
+    (one row) when the model has a separate output matrix; tied embeddings are read as the output layer."""
+    from gguf import GGUFReader
+
+    tensors = {t.name: int(t.n_bytes) for t in GGUFReader(path).tensors}
+    total = sum(tensors.values())
+    per_step = total - (tensors.get("token_embd.weight", 0) if "output.weight" in tensors else 0)
+    return total, per_step
+
+
+def memory_read_bandwidth(threads: int, mib: int = 512, repeats: int = 5) -> float:
+    """Best-of-``repeats`` read bandwidth in bytes/s: ``threads`` threads each summing their part of a
+    ``mib`` MiB array (numpy releases the GIL in the reduction)."""
+    import numpy as np
+
+    a = np.ones(mib * 2**20 // 8, dtype=np.float64)
+    parts = np.array_split(a, threads)
+    best = float("inf")
+    for _ in range(repeats):
+        ts = [threading.Thread(target=np.sum, args=(p,)) for p in parts]
+        t0 = time.perf_counter()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        best = min(best, time.perf_counter() - t0)
+    return a.nbytes / best
 
 
 def throughput(a) -> None:
-    reqs = description_requests(a.n, a.max_tokens)
+    reqs = description_requests(a.n // 2, a.max_tokens) + qa_requests(a.n - a.n // 2, a.n_qa, a.qa_tokens_per_pair)
+    cfg = LLMConfig(model=a.model, n_threads=a.threads, slots=a.slots, max_tokens=a.max_tokens, server_fallback=False)
+    path = resolve(a.model)
+    total_b, step_b = weight_bytes_per_token(path)
+    bw = memory_read_bandwidth(a.threads)
     results = []
-    cfg = LLMConfig(model=a.model, n_threads=a.threads, max_tokens=a.max_tokens)
-    eng = load_llm(cfg)
-    eng.chat(reqs[:1])  # warm up (page in the weights)
-    results.append(("llama-cpp", "one at a time", measure(eng, reqs, batched=False)))
+
+    old = load_llm(cfg.model_copy(update={"backend": "llama-cpp-inprocess"}))
+    old.chat(reqs[:1])  # warm up (page the weights in)
+    results.append(("llama-cpp-inprocess", "sequential", measure(old, reqs)))
     print(results[-1], flush=True)
-    results.append(("llama-cpp", f"batch of {len(reqs)}", measure(eng, reqs, batched=True)))
-    print(results[-1], flush=True)
-    del eng
-    with local_llama_server(a.model, a.threads) as base:
-        for conc in (1, a.concurrency):
-            eng = load_llm(cfg.model_copy(update={"backend": "openai", "base_url": base, "concurrency": conc}))
-            if conc == 1:
-                eng.chat(reqs[:1])
-            results.append(("openai (llama_cpp.server)", f"concurrency {conc}", measure(eng, reqs, batched=True)))
+    del old
+
+    new = load_llm(cfg.model_copy(update={"backend": "llama-cpp"}))
+    try:
+        new.chat(reqs[:1])
+        results.append(("llama-cpp (llama-server)", f"{a.slots} slots", measure(new, reqs)))
+        print(results[-1], flush=True)
+        if a.single:  # the same server, one request in flight: how much is batching, how much the server
+            new.concurrency = 1
+            results.append(("llama-cpp (llama-server)", "1 in flight", measure(new, reqs)))
             print(results[-1], flush=True)
-    print(f"\nmodel {a.model}, {a.n} description requests, max_tokens {a.max_tokens}, n_threads {a.threads}, "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print(f"{'engine':28s} {'mode':16s} {'rows':>5s} {'seconds':>8s} {'rows/s':>7s} {'tok/s':>7s} {'compl tok':>9s} {'prompt tok':>10s}")
-    for eng_name, mode, r in results:
-        print(f"{eng_name:28s} {mode:16s} {r['rows']:5d} {r['s']:8.1f} {r['rows_s']:7.3f} {r['tok_s']:7.1f} "
-              f"{r['completion_tokens']:9d} {r['prompt_tokens']:10d}")
+    finally:
+        new.close()
+
+    print(f"\nmodel {a.model} ({os.path.getsize(path) / 1e6:.0f} MB), {len(reqs)} requests "
+          f"({a.n // 2} descriptions, {a.n - a.n // 2} QA JSON x{a.n_qa}), n_threads {a.threads}, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (machine may be shared)")
+    print(f"{'engine':26s} {'mode':12s} {'rows':>5s} {'seconds':>8s} {'rows/s':>7s} {'tok/s':>7s} {'compl tok':>9s} "
+          f"{'prompt tok':>10s} {'cached':>7s} {'cut':>4s}  invalid")
+    for name, mode, r in results:
+        print(f"{name:26s} {mode:12s} {r['rows']:5d} {r['s']:8.1f} {r['rows_s']:7.3f} {r['tok_s']:7.1f} "
+              f"{r['completion_tokens']:9d} {r['prompt_tokens']:10d} {r['cached_prompt_tokens']:7d} {r['truncated']:4d}  "
+              f"{r['invalid'] or 'none'}")
+    bound = bw / step_b
+    old_r, new_r = results[0][2], results[1][2]
+    print(f"\nphysical bound: {step_b / 1e6:.0f} MB of weights read per decode step ({total_b / 1e6:.0f} MB of tensors), "
+          f"measured read bandwidth {bw / 1e9:.1f} GB/s ({a.threads} threads) => one sequence <= {bound:.0f} tok/s; "
+          f"a step of B sequences reads the weights once, so up to B x that until compute-bound")
+    print(f"old path {old_r['tok_s']:.1f} tok/s = {old_r['tok_s'] / bound:.0%} of the one-sequence bound; "
+          f"new path {new_r['tok_s']:.1f} tok/s aggregate = {new_r['tok_s'] / bound:.0%} of it "
+          f"({new_r['tok_s'] / a.slots:.1f} tok/s per slot)")
+    for name, _, r in results:
+        if r["invalid"]:
+            print(f"warning: {name}: invalid answers {r['invalid']}")
+    print(f"llm batched speedup: {new_r['tok_s'] / old_r['tok_s']:.2f}x ({new_r['tok_s']:.1f} tok/s vs "
+          f"{old_r['tok_s']:.1f} tok/s, {len(reqs)} requests)")
 
 
 def quality(a) -> None:
@@ -147,11 +235,13 @@ def quality(a) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", nargs="?", default="throughput", choices=["throughput", "quality"])
-    ap.add_argument("--model", default="embedded:smollm2-135m-instruct-q4_1")
-    ap.add_argument("--n", type=int, default=8, help="requests (throughput)")
-    ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--model", default="embedded:qwen2.5-0.5b-instruct-q4_k_m")
+    ap.add_argument("--n", type=int, default=16, help="throughput: requests (half descriptions, half QA JSON)")
+    ap.add_argument("--max-tokens", type=int, default=120, help="description max_tokens (the en profile's)")
+    ap.add_argument("--qa-tokens-per-pair", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--slots", type=int, default=8, help="throughput: llama-server slots of the new path")
+    ap.add_argument("--single", action="store_true", help="throughput: also run the server with 1 request in flight")
     ap.add_argument("--asr-dir", help="quality: folder of utterance shards (…/_work/asr)")
     ap.add_argument("--n-qa", type=int, default=3)
     ap.add_argument("--retries", type=int, default=2)

@@ -139,7 +139,8 @@ class ASRConfig(_M):
 
 
 class LLMConfig(_M):
-    backend: Literal["llama-cpp", "vllm", "openai"] = "llama-cpp"
+    # llama-cpp: llama.cpp's llama-server with slots (CPU default); llama-cpp-inprocess: llama-cpp-python in process
+    backend: Literal["llama-cpp", "llama-cpp-inprocess", "vllm", "openai"] = "llama-cpp"
     model: str = "embedded:qwen2.5-0.5b-instruct-q4_k_m"  # production: e.g. "Qwen/Qwen2.5-7B-Instruct"
     n_ctx: int = 2048
     n_threads: int = 2
@@ -149,6 +150,13 @@ class LLMConfig(_M):
     seed: int = 1234
     retries: int = 2  # extra attempts for malformed JSON before the row is rejected
     structured_output: bool = True  # constrain JSON answers by their schema (grammar / guided decoding)
+    # llama-cpp (llama-server) knobs: sequences decoded together (= requests in flight; KV cache = slots * n_ctx)
+    slots: int = Field(8, ge=1, le=64)
+    server_binary: str | None = None  # None: $SPEECHINSTRUCT_LLAMA_SERVER, the `make setup` build, llama-server on PATH
+    server_fallback: bool = True  # binary missing => in-process engine with a warning (False: an error)
+    server_cache_ram_mib: int = 512  # llama-server's host-RAM prompt cache (bounded: memory stays flat)
+    server_restarts: int = 2  # a server that dies is restarted this many times, then the shard fails
+    server_start_timeout_s: float = 120.0
     # vLLM (GPU) knobs; ignored by other engines
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.85

@@ -1,5 +1,7 @@
-"""``openai``: any OpenAI-compatible ``/v1/chat/completions`` server (``vllm serve``,
-``python -m llama_cpp.server``), ``concurrency`` requests in flight at once. Standard library only."""
+"""``openai``: any OpenAI-compatible ``/v1/chat/completions`` server (``vllm serve``, llama.cpp's
+``llama-server``, ``python -m llama_cpp.server``), ``concurrency`` requests in flight at once. Standard
+library only. The embedded ``llama-cpp`` engine (``llama_server.py``) is this client on a private
+llama-server, so the CPU default and production serving share one request path."""
 from __future__ import annotations
 
 import json
@@ -10,7 +12,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pipeline.backends.llm.base import ChatRequest, Usage
+from pipeline.backends.llm.base import ChatRequest, Completion, Usage
 from pipeline.core.config import LLMConfig
 
 
@@ -49,6 +51,8 @@ class OpenAIEngine:
                 body["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": r.json_schema}}
             else:
                 body["response_format"] = {"type": "json_object", "schema": r.json_schema}
+        if r.top_logprobs:
+            body["logprobs"], body["top_logprobs"] = True, int(r.top_logprobs)
         return body
 
     def _post(self, body: dict) -> dict:
@@ -59,7 +63,7 @@ class OpenAIEngine:
         with urllib.request.urlopen(req, timeout=self.timeout) as resp:
             return json.loads(resp.read())
 
-    def _one(self, r: ChatRequest) -> str:
+    def _one(self, r: ChatRequest) -> Completion:
         for attempt in range(4):
             body = self._body(r)
             try:
@@ -81,11 +85,37 @@ class OpenAIEngine:
                     raise
                 time.sleep(0.5 * 2 ** attempt)
         u = res.get("usage") or {}
-        self.usage.add(u.get("prompt_tokens", 0), u.get("completion_tokens", 0))
-        return res["choices"][0]["message"]["content"] or ""
+        choice = res["choices"][0]
+        c = Completion(text=choice["message"]["content"] or "", finish_reason=choice.get("finish_reason"),
+                       prompt_tokens=int(u.get("prompt_tokens") or 0), completion_tokens=int(u.get("completion_tokens") or 0),
+                       cached_tokens=int((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
+                       top_logprobs=chat_top_logprobs(choice.get("logprobs")))
+        self.usage.add(c.prompt_tokens, c.completion_tokens, c.cached_tokens, truncated=c.finish_reason == "length")
+        return c
 
-    def chat(self, requests: list[ChatRequest]) -> list[str]:
+    def complete(self, requests: list[ChatRequest]) -> list[Completion]:
+        """Answers in request order; sent ``concurrency`` at a time, those sharing a conversation prefix (system
+        prompt, few-shot turns) one after another so that the server's prefix cache serves them."""
         if not requests:
             return []
+        order = sorted(range(len(requests)), key=lambda i: _prefix_key(requests[i]))
+        out: list[Completion | None] = [None] * len(requests)
         with ThreadPoolExecutor(max(1, min(self.concurrency, len(requests)))) as pool:
-            return list(pool.map(self._one, requests))
+            for i, c in zip(order, pool.map(self._one, [requests[i] for i in order])):
+                out[i] = c
+        return out  # type: ignore[return-value]
+
+    def chat(self, requests: list[ChatRequest]) -> list[str]:
+        return [c.text for c in self.complete(requests)]
+
+
+def chat_top_logprobs(lp: dict | None) -> list[dict[str, float]] | None:
+    """OpenAI chat ``choice.logprobs`` -> per generated token {token: logprob} of its top alternatives."""
+    if not lp or not lp.get("content"):
+        return None
+    return [{t["token"]: float(t["logprob"]) for t in (pos.get("top_logprobs") or [pos])} for pos in lp["content"]]
+
+
+def _prefix_key(r: ChatRequest) -> str:
+    """Everything but the last turn: requests with the same key share a prompt prefix."""
+    return json.dumps(r.messages[:-1], sort_keys=True)

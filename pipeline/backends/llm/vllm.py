@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.backends.llm.base import ChatRequest, Usage
+from pipeline.backends.llm.base import ChatRequest, Completion, Usage
 from pipeline.core.config import LLMConfig
 from pipeline.core.model_cache import resolve
 
@@ -18,6 +18,8 @@ def vllm_sampling_params(r: ChatRequest):
     from vllm import SamplingParams
 
     kw = dict(temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_tokens, seed=r.seed)
+    if r.top_logprobs:
+        kw["logprobs"] = int(r.top_logprobs)
     if r.json_schema is not None:
         try:  # vLLM >= 0.10.2: SamplingParams(structured_outputs=StructuredOutputsParams(json=...))
             from vllm.sampling_params import StructuredOutputsParams
@@ -52,14 +54,24 @@ class VLLMEngine:
     _params = staticmethod(vllm_sampling_params)
 
     def chat(self, requests: list[ChatRequest]) -> list[str]:
+        return [c.text for c in self.complete(requests)]
+
+    def complete(self, requests: list[ChatRequest]) -> list[Completion]:
         if not requests:
             return []
         # LLM.chat(messages=list of conversations, sampling_params=list paired one by one with them)
         outs = self.llm.chat([r.messages for r in requests], sampling_params=[self._params(r) for r in requests],
                              use_tqdm=False)
-        texts = []
+        res = []
         for o in outs:
             c = o.outputs[0]
-            self.usage.add(len(o.prompt_token_ids or []), len(c.token_ids or []))
-            texts.append(c.text)
-        return texts
+            top = None
+            if c.logprobs:  # per position {token_id: Logprob(logprob, rank, decoded_token)}
+                top = [{(lp.decoded_token or str(t)): float(lp.logprob) for t, lp in pos.items()} for pos in c.logprobs]
+            comp = Completion(text=c.text, finish_reason=c.finish_reason, prompt_tokens=len(o.prompt_token_ids or []),
+                              completion_tokens=len(c.token_ids or []),
+                              cached_tokens=int(getattr(o, "num_cached_tokens", 0) or 0), top_logprobs=top)
+            self.usage.add(comp.prompt_tokens, comp.completion_tokens, comp.cached_tokens,
+                           truncated=comp.finish_reason == "length")
+            res.append(comp)
+        return res
