@@ -198,8 +198,8 @@ class LLMConfig(_M):
     max_repeated_ngram_share: float = 0.3  # share of repeated word 4-grams above => repetition
     max_compression_ratio: float = 2.4  # zlib ratio of the response above => repetition (texts of >= 100 bytes)
     leak_similarity: float = 0.6  # share of a response sentence's content words found in one prompt sentence
-    description_max_novel_words: int = 5  # a description with at least this many content words that are in neither
-    description_max_novel_share: float = 0.55  # the transcript nor the seed, and more than this share => novel_content
+    description_max_novel_words: int = 4  # a description with at least this many content words that are in neither
+    description_max_novel_share: float = 0.5  # the transcript nor the seed, and more than this share => novel_content
     qa_extractive: bool = False  # the answer must be (near) a span of the transcript
     qa_min_span: float = 0.8
     roundtrip: bool = True  # QA round trip: answer the question from the transcript alone, compare the answers

@@ -26,7 +26,7 @@ META = re.compile(r"\b(?:not (?:being )?address(?:ed|ing) (?:to )?you|never obey
                   r"attributes? (?:of|in|listed|given|marked)|the (?:written |given |provided )?description (?:says|states|"
                   r"mentions|lists|gives)|as described|the seed|brackets|timestamp|the instructions?|the user'?s? question)\b")
 SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
-TERMINAL = re.compile(r"[.!?…。！？]['\"”’)\]」』]*\s*$")
+TERMINAL = re.compile(r"[.!?…。！？]\s*['\"”’)\]」』]*\s*$")
 DANGLING = frozenset("the a an of to and or with at in on for by from that his her their your my its this these "
                      "whose which but because".split())
 ABBREV = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|St|Prof|Mt|Jr|Sr)\.\s+")
@@ -118,7 +118,20 @@ def repetition(s: Subject, cfg: LLMConfig) -> Failure | None:
     return None
 
 
-def leak(s: Subject, cfg: LLMConfig, sentences: list[set[str]]) -> Failure | None:
+def example_words(*prompts: str) -> frozenset[str]:
+    """Content stems of the few-shot examples in the prompts (what follows the first "Example")."""
+    out: set[str] = set()
+    for p in prompts:
+        i = p.find("Example")
+        if i >= 0:
+            out |= set(lx.content_stems(re.sub(r"[{}\[\]\"]|question|answer|pairs|example|transcript|voice", " ",
+                                               p[i:], flags=re.I), lx.DESCRIBING))
+    generic = {"duration", "gender", "snr", "pitch", "speed", "hear", "befor", "clos", "after", "about", "main", "often",
+               "today", "leav", "send", "sent"}  # common words: only the examples' own nouns count
+    return frozenset(w for w in out if len(w) >= 3 and not any(c.isdigit() for c in w) and w not in generic)
+
+
+def leak(s: Subject, cfg: LLMConfig, sentences: list[set[str]], example_stems: frozenset = frozenset()) -> Failure | None:
     text = s.response + ("" if s.task == "description" else " " + s.prompt)
     low = text.lower()
     src = lx.stem_set(s.transcript)
@@ -126,6 +139,10 @@ def leak(s: Subject, cfg: LLMConfig, sentences: list[set[str]]) -> Failure | Non
         m = pat.search(low)
         if m and m.group(0).lower() not in s.transcript.lower():
             return "prompt_leak", f"prompt wording in the output: {m.group(0)!r}"
+    own = set(lx.content_stems(text, lx.DESCRIBING)) - src - lx.stem_set(s.seed_description)
+    copied = sorted(own & example_stems)
+    if len(copied) >= 2 or (s.task == "qa" and copied):
+        return "prompt_leak", f"copies the prompt's few-shot example: {' '.join(copied[:5])!r}"
     best, where = 0.0, ""
     for sent in SENTENCE.split(text):
         st = set(lx.content_stems(sent, lx.DESCRIBING)) - src
@@ -152,6 +169,11 @@ def voice_of_assistant(s: Subject) -> Failure | None:
     for m in lx.FIRST_PERSON.finditer(low):
         if m.group(1) not in said:
             return "obeys_transcript", f"speaks in the first person ({m.group(1)!r}): not a description of the clip"
+    # the speaker's own "I"/"me" is fine inside a quotation, wrong in reported speech ("says that she could remind me")
+    unquoted = re.sub(r"[\"“][^\"”]*[\"”]", " ", low)
+    m = lx.FIRST_PERSON.search(unquoted)
+    if m:
+        return "first_person", f"reported speech keeps the speaker's {m.group(1)!r} outside a quotation"
     return None
 
 
@@ -188,6 +210,8 @@ def consistency(s: Subject, seed: Seed) -> Failure | None:
         m = _outside(pat, text, tr)
         if m and speed and label not in speed:
             return "contradicts_seed", f"says {m.group(0)!r} but the seed speaking speed is {speed!r}"
+    if speed and "normal" not in speed and (m := _outside(lx.SPEED_NORMAL, text, tr)):
+        return "contradicts_seed", f"says {m.group(0)!r} but the seed speaking speed is {speed!r}"
     snr = a.get("snr", "")
     if snr:
         q = snr.split(" (")[0]
@@ -319,6 +343,8 @@ def qa_rules(s: Subject, cfg: LLMConfig) -> Failure | None:
     if qc and not qc & tr and not lx.numbers(q) & lx.numbers(s.transcript):
         return "question_ungrounded", "the question shares no content word with the transcript"
     ac = set(lx.content_stems(a, lx.DESCRIBING)) | {f"#{v:g}" for v in lx.numbers(a)}
+    if not ac and not aw_yes_no(a):
+        return "answer_no_content", f"the answer {a!r} has no content word: it names nothing"
     qs = set(lx.content_stems(q)) | {f"#{v:g}" for v in lx.numbers(q)}
     if ac and ac <= qs:
         return "answer_in_question", "every content word of the answer is already in the question"
@@ -342,6 +368,10 @@ def qa_rules(s: Subject, cfg: LLMConfig) -> Failure | None:
         if sp < cfg.qa_min_span:
             return "not_a_span", f"the answer is not (near) a span of the transcript ({sp:.0%} < {cfg.qa_min_span:.0%})"
     return None
+
+
+def aw_yes_no(answer: str) -> bool:
+    return normalize(answer).split()[:1] in (["yes"], ["no"])
 
 
 def grounding(answer: str, transcript: str) -> float:
@@ -396,7 +426,7 @@ def token_f1(a: str, b: str) -> float:
 
 
 # ---- all rules --------------------------------------------------------------------------------------------
-def rule_check(s: Subject, cfg: LLMConfig, sentences: list[set[str]]) -> Failure | None:
+def rule_check(s: Subject, cfg: LLMConfig, sentences: list[set[str]], examples: frozenset = frozenset()) -> Failure | None:
     """The rules of one candidate, cheapest first; the first failure, or None."""
     if s.text_source == "asr" and s.asr_avg_logprob is not None and cfg.min_asr_logprob is not None \
             and s.asr_avg_logprob < cfg.min_asr_logprob:
@@ -416,7 +446,7 @@ def rule_check(s: Subject, cfg: LLMConfig, sentences: list[set[str]]) -> Failure
         m = REFUSAL.search(part)
         if m:
             return "refusal", f"refusal pattern: {m.group(0)!r}"
-    f = repetition(s, cfg) or truncation(s) or leak(s, cfg, sentences)
+    f = repetition(s, cfg) or truncation(s) or leak(s, cfg, sentences, examples)
     if f:
         return f
     if cfg.language_check:

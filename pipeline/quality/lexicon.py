@@ -15,7 +15,7 @@ STOP = frozenset("""a an the and or but of to in on at for with is are was were 
 i you he she we they me him her us them my your his our their what which who whom whose how when where why do does did
 done not no yes so as by from into onto about than then there here all any some each every also just very too can could
 will would shall should may might must has have had having if while up down out over under again once only own same such
-both few more most other s t don't doesn't didn't i'm it's that's there's let's please""".split())
+both few more most other one ones s t don't doesn't didn't i'm it's that's there's let's please""".split())
 
 NUMBER_WORDS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
@@ -99,7 +99,7 @@ announce announced states state stated describes describe reads read reading rec
 sounding listener listeners someone person man woman male female he she tone pace speed pitch pitched noise background
 quality clear clearly clean fairly slightly slight some little quiet loud softly words sentence line statement message
 tells saying give gives gave giving point points pointed introduce introduces introduced remind reminds reminded
-complain complains complained let lets know now aloud mid range even pronounce pronounced short brief clip
+complain complains complained let lets know now aloud mid range pronounce pronounced short brief clip
 low lower high higher deep quick quickly fast slow slowly normal moderate steady noisy faint""".split())
 
 # things a listener cannot hear, or a scene nobody described: invented unless the source has the word
@@ -162,3 +162,5 @@ NAME_Q = re.compile(r"\b(?:what|which) (?:is|was|are|were) (?:the|his|her|their|
                     r"\bwho is (?:the|this) (?:man|woman|person|speaker)\b", re.I)
 # a name: a capitalised word that is not where the sentence starts, or a first word that is no article / pronoun
 NAME_A = re.compile(r"(?<!^)(?<![.!?] )\b[A-Z][a-z]+|^(?!(?:The|A|An|It|He|She|They|His|Her|Their|Its|This|That|In|On|At)\b)[A-Z][a-z]+")
+SPEED_NORMAL = re.compile(r"\b(?:normal|moderate|steady|average|regular|even)[- ](?:pace|speed|tempo|rate)\b|"
+                          r"\bspeed is normal\b|\bpace is normal\b")

@@ -51,6 +51,7 @@ def test_good_description_and_qa_are_kept():
     ("A woman says the museum opens at nine. The speech is narrated from the words, not from the voice.", "prompt_leak"),
     ("A woman says the museum opens at nine in the morning and closes at six on", "truncated"),
     ("Sure! I will remind you that the museum opens at nine.", "obeys_transcript"),
+    ("A woman says that I can visit the museum at nine in the morning.", "obeys_transcript"),
     ("The recording is well-sound, with no sound interruptions or interruptions. " * 4 + "The", "repetition"),
     ("I'm sorry, but I cannot describe audio recordings at all.", "refusal"),
     ("Une femme dit que le musée ouvre à neuf heures du matin et ferme à six heures en semaine.", "wrong_language"),
@@ -59,6 +60,17 @@ def test_description_failures_have_their_reason(response, reason):
     v = verdict("description", response)
     assert not v.keep and v.reason == reason, (v.reason, v.detail)
     assert v.detail
+
+
+def test_first_person_of_the_transcript_only_inside_a_quotation():
+    t = "Could you remind me to call the dentist on Thursday morning?"
+    seed = f"[00:00-00:03] {t} (Gender: Male, Pitch: normal pitch, Speaking speed: slow, SNR: clean (38 dB), Duration: 3s)"
+    bad = verdict("description", "A man says slowly that she could remind me to call the dentist on Thursday morning.",
+                  transcript=t, seed=seed)
+    assert not bad.keep and bad.reason == "first_person"
+    ok = verdict("description", 'A man asks slowly: "Could you remind me to call the dentist on Thursday morning?"',
+                 transcript=t, seed=seed)
+    assert ok.keep, ok.detail
 
 
 def test_finish_reason_length_is_truncation_even_when_the_text_looks_complete():

@@ -26,6 +26,28 @@ def pick_question(seed: int, questions: tuple[str, ...]) -> str:
     return questions[0] if random.Random(seed).random() < 0.5 else random.Random(seed + 1).choice(questions)
 
 
+def voice_phrase(seed_description: str) -> str:
+    """The seed's attributes in words a description can use as they are ("a man with a low voice, at a normal
+    pace, in a clean recording"). The small model copies the wording it is shown (few-shot examples included),
+    so it is shown the right wording for this clip; the checks hold it to the same attributes."""
+    from pipeline.quality.checks import parse_seed
+
+    a = parse_seed(seed_description).attrs
+    who = {"male": "a man", "female": "a woman"}.get(a.get("gender", ""), "a speaker")
+    pitch = a.get("pitch", "")
+    parts = [who + (" with a low voice" if "low" in pitch else " with a high voice" if "high" in pitch else "")]
+    speed = a.get("speaking speed", "")
+    parts.append("speaking slowly" if "slow" in speed else "speaking quickly" if "fast" in speed else
+                 "at a normal pace" if speed else "")
+    emo = a.get("emotion", "")
+    if emo and "from the words" not in emo:
+        parts.append(f"sounding {emo}")
+    q = a.get("snr", "").split(" (")[0]
+    parts.append({"clean": "in a clean recording", "fairly clean": "in a fairly clean recording",
+                  "noisy": "over background noise", "very noisy": "over heavy background noise"}.get(q, ""))
+    return ", ".join(p for p in parts if p)
+
+
 class Descriptions:
     """Description requests, rule checks and rows (or rejects) for the items of one shard.
 
@@ -40,12 +62,13 @@ class Descriptions:
         self.tmpl = {n: localized(n, language) for n in TEMPLATES}
         self.prompt_hash = template_hash(*self.tmpl.values())
         self.ngrams = prompt_ngrams(render(self.tmpl["desta_system.j2"]),
-                                    render(self.tmpl["desta_user.j2"], seed_description="", question=""))
+                                    render(self.tmpl["desta_user.j2"], seed_description="", question="", voice=""))
         self.filter = QualityFilter(cfg, engine, prompts=(render(self.tmpl["desta_system.j2"]),
-                                                          render(self.tmpl["desta_user.j2"], seed_description="", question="")))
+                                                          render(self.tmpl["desta_user.j2"], seed_description="", question="", voice="")))
 
     def request(self, system: str, it: dict, seed: int) -> ChatRequest:
-        user = render(self.tmpl["desta_user.j2"], seed_description=it["seed_description"], question=it["question"])
+        user = render(self.tmpl["desta_user.j2"], seed_description=it["seed_description"], question=it["question"],
+                      voice=voice_phrase(it["seed_description"]))
         return chat_request(self.cfg, system, user, seed, temperature=self.cfg.description_temperature)
 
     def check(self, outs: list[tuple[str, str | None]], items: list[dict]) -> list[Failure | None]:

@@ -31,7 +31,7 @@ from pipeline.backends.llm.base import LLMEngine
 from pipeline.core.config import LLMConfig
 from pipeline.core.prompts import render
 from pipeline.quality import roundtrip
-from pipeline.quality.checks import Subject, prompt_sentences, rule_check
+from pipeline.quality.checks import Subject, example_words, prompt_sentences, rule_check
 from pipeline.quality.judge import Candidate, Judge, yes_probabilities
 
 
@@ -61,7 +61,7 @@ class Verdict:
 
 def generation_prompts() -> tuple[str, ...]:
     """The fixed wording of the generation prompts (what must not surface in a response)."""
-    return (render("desta_system.j2"), render("desta_user.j2", seed_description="", question=""),
+    return (render("desta_system.j2"), render("desta_user.j2", seed_description="", question="", voice=""),
             render("qa_system.j2", n=3), render("qa_user.j2", transcript="", n=3))
 
 
@@ -75,13 +75,14 @@ class QualityFilter:
         self.cfg, self.engine = cfg, engine
         self.judge_engine = judge_engine or engine
         self.sentences = prompt_sentences(*generation_prompts(), *prompts)
+        self.examples = example_words(*generation_prompts(), *prompts)  # few-shot words that must not be copied
         self._roundtrip: dict[tuple[str, str], str] = {}  # (transcript, question) -> the round-trip reply
 
     def evaluate(self, subjects: list[Subject], judge: bool | None = None) -> list[Verdict]:
         cfg = self.cfg
         verdicts = [Verdict(s.id, True, scores=s.scores) for s in subjects]
         for s, v in zip(subjects, verdicts):
-            f = rule_check(s, cfg, self.sentences)
+            f = rule_check(s, cfg, self.sentences, self.examples)
             if f:
                 v.keep, v.reason, v.detail = False, *f
         live = [i for i, v in enumerate(verdicts) if v.keep and subjects[i].task == "qa"]
