@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from pipeline.core.config import Profile
 from pipeline.run.runner import STAGES as STAGE_ORDER
-from pipeline.run.runner import Run, previous, process_shard
+from pipeline.run.runner import Run, previous, process_shard, release_workers
 from pipeline.run.preview import Eta
 
 
@@ -159,6 +159,9 @@ def dataset(lang: str, input: str | None = None, output_dir: str | None = None, 
     Run(profile, output_dir, overwrite=overwrite)  # plan once (and wipe on overwrite) before the stages
     from pipeline.dataset.export import stages_until
 
-    rows = run_stages(profile, output_dir, report, stages_until(until))
+    try:
+        rows = run_stages(profile, output_dir, report, stages_until(until))
+    finally:
+        release_workers()  # models (and the llm stage's llama-server) of this process; Dask workers exit with the cluster
     get_run_logger().info("rows per table: %s -> %s", rows, Path(output_dir or profile.path(profile.output_dir)) / lang)
     return rows

@@ -19,12 +19,15 @@ def run_direct(profile, output_dir: str | None = None, overwrite: bool = False, 
     """The same stages as the Prefect flow, called in-process (no orchestration server); ``until``: run the
     stages up to and including this one, then export what exists (pipeline.dataset.export.stages_until)."""
     from pipeline.dataset.export import finish, stages_until
-    from pipeline.run.runner import Run, run_stage
+    from pipeline.run.runner import Run, release_workers, run_stage
 
     stages = stages_until(until)
     run = Run(profile, output_dir, overwrite=overwrite)
-    for stage in stages:
-        run_stage(run, stage)
+    try:
+        for stage in stages:
+            run_stage(run, stage)
+    finally:
+        release_workers()
     manifest = finish(run, report, stages)
     return {t: v["rows"] for t, v in manifest["tables"].items()}
 

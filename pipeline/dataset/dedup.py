@@ -1,7 +1,8 @@
 """Dataset-wide near-duplicate removal across shards, in the staged form datatrove uses (issue 20).
 
 1. **signatures** per shard: MinHash (``export.dedup_num_perm`` permutations) of character 5-gram shingles of
-   each generated instruction (prompt + response) and each transcript (``asr_text``, else the reference text;
+   each generated instruction (prompt + response; not the label-task rows, whose
+   template text repeats over different audio by design) and each transcript (``asr_text``, else the reference text;
    shorter than ``export.dedup_transcript_min_chars`` never counts), with LSH band hashes. Written to
    ``_work/dedup/<kind>/sig-*.parquet`` and reused while the shard's work part is unchanged (an incremental
    run computes only its new shards).
@@ -20,18 +21,22 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.core import store
+from pipeline.core.config import LLMConfig
 from pipeline.core.text import normalize
 
 SHINGLE = 5
 SHINGLE_MULT = np.random.RandomState(5).randint(1, 1 << 62, SHINGLE, dtype=np.uint64) | np.uint64(1)
-SIG_VERSION = "v3"
+SIG_VERSION = "v4"
 TEXT_GROUP = 1 << 62  # order key of text-corpus shards (after every audio shard)
+# template rows of the label tasks (pipeline.stages.llm.label_tasks): their text repeats by design, their audio differs
+LABEL_TASKS = frozenset(get_args(get_args(LLMConfig.model_fields["label_tasks"].annotation)[0]))
 
 
 def order_key(k: int, row: int, text: bool = False) -> int:
@@ -256,7 +261,11 @@ def find(run, last_utterances: str | None, instruction_stages: list[str], text_s
                 paths = {r["id"]: r["source_path"] for r in u}
             i = 0
             for p in parts:
-                for r in store.read(p, columns=["id", "utterance_id", "prompt", "response"]).to_pylist():
+                names = pq.read_schema(p).names
+                cols = [c for c in ("id", "utterance_id", "prompt", "response", "task") if c in names]
+                for r in store.read(p, columns=cols).to_pylist():
+                    if r.get("task") in LABEL_TASKS:
+                        continue  # a label row is a template over its own audio: the same words on other audio are no duplicate
                     yield {"id": r["id"], "utterance_id": r["utterance_id"], "order": order_key(k, i, text),
                            "source_path": run.profile.tts.input if text else paths.get(r["utterance_id"]),
                            "text": f"{r['prompt'] or ''}\n{r['response'] or ''}"}

@@ -13,7 +13,6 @@ import contextlib
 import threading
 import time
 from collections import defaultdict
-from functools import lru_cache
 
 from tqdm.auto import tqdm
 
@@ -28,14 +27,40 @@ STAGES = ORDER  # every stage, in run order
 POLL_S = 0.25  # how often a process waiting for another one's shard looks again
 
 
-@lru_cache(maxsize=None)
-def _worker(stage: str, profile_json: str):
-    return stage_class(stage).from_profile(Profile.model_validate_json(profile_json))
+_workers: dict[str, tuple[str, object]] = {}  # stage -> (profile json, its Stage object) of this process
+_workers_lock = threading.Lock()
 
 
 def worker(stage: str, profile: Profile):
-    """The stage object of this process for ``profile`` (models loaded on first use, then kept)."""
-    return _worker(stage, profile.model_dump_json())
+    """The stage object of this process for ``profile`` (models loaded on first use, then kept). One per stage:
+    a stage asked for with another profile first closes the one it replaces (a long-lived worker process that
+    runs many datasets holds one set of models, not one per run)."""
+    key = profile.model_dump_json()
+    with _workers_lock:
+        held = _workers.get(stage)
+        if held is not None and held[0] == key:
+            return held[1]
+        if held is not None:
+            _close(held[1])
+        obj = stage_class(stage).from_profile(Profile.model_validate_json(key))
+        _workers[stage] = (key, obj)
+        return obj
+
+
+def _close(obj) -> None:
+    close = getattr(obj, "close", None)  # optional in the Stage protocol: stages holding a server or a pool
+    if close is not None:
+        close()
+
+
+def release_workers() -> None:
+    """Close and forget every stage object of this process (the end of an in-process run): a stage holding a
+    subprocess (the llm stage's llama-server) stops it now instead of at interpreter exit."""
+    with _workers_lock:
+        held = list(_workers.values())
+        _workers.clear()
+    for _, obj in held:
+        _close(obj)
 
 
 _locks: dict[str, threading.Lock] = defaultdict(threading.Lock)

@@ -12,6 +12,8 @@ A stage turns the rows of one shard into output rows and rejects::
 
         def process(self, rows): ...          # -> (rows, rejects); never raises for one bad row
 
+        def close(self): ...                  # optional: stop what it holds (a server); called at the end of a run
+
 The runner and the flows look stages up in ``pipeline.stages.STAGES``; there is no if-chain on a stage name.
 """
 from __future__ import annotations

@@ -58,7 +58,9 @@ def test_ids_unique_and_instructions_cover_utterances(built, test_profile):
         ids = [r["id"] for r in t]
         assert len(ids) == len(set(ids))
     made = {r["id"] for r in inst if r["utterance_id"]}
-    rejected = {r["id"] for r in rejects if r["stage"] == "llm"}
+    rejected = {r["id"] for r in rejects if r["stage"] in ("llm", "dedup")}  # dedup: dataset-wide near duplicates
+    assert not [r for r in rejects if r["stage"] == "dedup" and r["id"].rsplit("-", 2)[1] not in ("description", "qa")], \
+        "a label-task row was dropped as a near duplicate (its template text repeats over different audio by design)"
     n_qa = test_profile.llm.n_qa
     for u in utts:
         # every item asked for is an instruction row or an llm reject, never both
@@ -79,7 +81,10 @@ def test_ids_unique_and_instructions_cover_utterances(built, test_profile):
         assert r["seed_description"].startswith("[00:00-") and "Duration:" in r["seed_description"]
         assert r["messages"][0]["content"].startswith("<|AUDIO|>") and r["messages"][1]["content"] == r["response"]
         assert r["engine"] == "llama-cpp" and r["prompt_hash"] and json.loads(r["sampling_json"])["temperature"] == 0.7
-        assert r["judge_groundedness"] >= test_profile.llm.judge_min_score and r["judge_json"]
+        if test_profile.llm.judge:
+            assert r["judge_groundedness"] >= test_profile.llm.judge_min_score and r["judge_json"]
+        else:  # en.yaml turns the embedded judge off (ROC AUC below 0.75 on bench/data/filter_dev.jsonl)
+            assert r["judge_groundedness"] is None and r["judge_json"] is None
     for task in ("asr", "gender", "speaking_rate", "pitch", "noise_level", "language"):
         rows = [r for r in inst if r["task"] == task]
         assert rows and all(r["engine"] == "template" and r["label_source"] and r["judge_json"] is None for r in rows), task

@@ -57,6 +57,7 @@ def main(out: str, manifest: str, mode: str, go: str | None = None) -> None:
             return st
 
         runner.worker = dying
+    print("ready", flush=True)  # plan made, models loaded, no claim held
     if go:
         while not Path(go).exists():
             time.sleep(0.01)

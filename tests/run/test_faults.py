@@ -171,8 +171,9 @@ def test_damaged_input_part_is_redone_before_its_next_stage_reads_it(manifest, r
 
 def test_overwrite_and_export_refuse_to_trample_a_live_process(manifest, tmp_path):
     run = Run(profile(str(manifest)), tmp_path)
-    p = _child(tmp_path, manifest, "plain", tmp_path / "never")  # holds no claim yet: waits for its go file
+    p = _child(tmp_path, manifest, "plain", tmp_path / "never")
     try:
+        assert p.stdout.readline().strip() == "ready"  # plan made, models loaded: holds no claim, waits for its go file
         c = run.claim("metadata", 0)
         with exclusive(run, "export"):
             with pytest.raises(RunBusy, match="export is being done by pid"):

@@ -62,6 +62,13 @@ class LlmStage:
             self._judge = Judge(self.cfg, engine)
         return self._judge
 
+    def close(self) -> None:
+        """Stop what the engines hold (llama-server subprocesses); the stage is not used after this."""
+        judge = self._judge.engine if self._judge is not None else None
+        for e in {id(x): x for x in (self.engine, self._judge_engine, judge) if x is not None}.values():
+            if hasattr(e, "close"):
+                e.close()
+
     def process(self, rows: list[dict]) -> tuple[list[dict], list[dict]]:
         cfg = self.cfg
         questions = lines(localized(QUESTIONS, self.language))
