@@ -21,7 +21,8 @@ from pipeline.quality import lexicon as lx
 from pipeline.quality.text_rules import LEAK, REFUSAL, Failure, language_mismatch
 
 # reworded prompt text and meta talk about the generation task (the listener never saw any of it)
-META = re.compile(r"\b(?:not (?:being )?address(?:ed|ing) (?:to )?you|never obey|do not obey|don't obey|obey them|"
+META = re.compile(r"\b(?:not (?:being )?address(?:ed|ing) (?:to )?you|not (?:talking|speaking|directed|meant) (?:to|for) you|"
+                  r"(?:never|do not|don't) (?:obey|follow|answer|carry out) (?:her|his|their|its|the|them|it)\b|obey them|"
                   r"from the words|not from the voice|(?:recorded|measured|listed|given|provided) attributes?|"
                   r"attributes? (?:of|in|listed|given|marked)|the (?:written |given |provided )?description (?:says|states|"
                   r"mentions|lists|gives)|as described|the seed|brackets|timestamp|the instructions?|the user'?s? question)\b")
@@ -174,6 +175,11 @@ def voice_of_assistant(s: Subject) -> Failure | None:
     m = lx.FIRST_PERSON.search(unquoted)
     if m:
         return "first_person", f"reported speech keeps the speaker's {m.group(1)!r} outside a quotation"
+    m = lx.SECOND_PERSON.search(unquoted)
+    if m and m.group(1) not in said:
+        return "obeys_transcript", f"addresses the listener ({m.group(1)!r}): a reply, not a description of the clip"
+    if not lx.SPEAKER_REF.search(unquoted):
+        return "obeys_transcript", "names no speaker or voice: a restatement or reply, not a description of the clip"
     return None
 
 
@@ -356,6 +362,8 @@ def qa_rules(s: Subject, cfg: LLMConfig) -> Failure | None:
         return "answer_type", "a how-many/how-long question whose answer has no number or quantity"
     if lx.TIME_Q.search(q) and not (lx.numbers(a) or aw & lx.TIME_A):
         return "answer_type", "a when-question whose answer has no time"
+    if lx.WHERE_Q.search(q) and aw and aw <= (lx.TIME_A | lx.STOP | {w for w in aw if lx.numbers(w)}):
+        return "answer_type", "a where-question answered with a time, not a place"
     if lx.NAME_Q.search(q) and not lx.NAME_A.search(a):
         return "answer_type", "a question asking for a name whose answer has no name"
     g = grounding(a, s.transcript)

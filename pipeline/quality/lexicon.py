@@ -147,9 +147,14 @@ EMOTION_OF = {w: e for e, ws in EMOTIONS.items() for w in ws.split()}
 EMOTION_ALIASES = {"joy": "happy", "happiness": "happy", "sadness": "sad", "anger": "angry", "fear": "fearful",
                    "calm": "neutral", "surprise": "surprised", "disgust": "disgusted", "neu": "neutral", "hap": "happy",
                    "ang": "angry"}
+SECOND_PERSON = re.compile(r"\b(you|your|yours|yourself)\b")
+# someone a description is about: a description that names no one reads as a reply, not a description
+SPEAKER_REF = re.compile(r"\b(?:speaker|speakers|voice|man|woman|men|women|person|someone|he|she|they|narrator|announcer|"
+                         r"male|female|boy|girl|child|adult|listener|speaks|speaking|says|said|asks|tells)\b", re.I)
 FIRST_PERSON = re.compile(r"\b(i|i'm|i'll|i've|i'd|me|my|mine|myself)\b")
 ASSISTANT_OPENER = re.compile(r"^\s*(sure|ok|okay|certainly|of course|absolutely|got it|no problem|here is|here's)\b", re.I)
-WH_START = re.compile(r"^(?:(?:on|at|in|by|from|to|for|with|under|after|before|until|since|of|about|according to)\s+)?"
+WH_START = re.compile(r"^(?:(?:on|at|in|by|from|to|for|with|within|under|over|after|before|until|till|since|of|about|during|"
+                      r"through|into|between|near|behind|without|like|according to)\s+)?"
                       r"(?:what|which|who|whom|whose|where|when|why|how)\b", re.I)
 AUX_START = re.compile(r"^(?:is|are|was|were|do|does|did|can|could|will|would|should|shall|has|have|had|may|might|must)\b", re.I)
 QUANTITY_Q = re.compile(r"^(?:\w+\s+)?how (?:many|much|long|old|often|far)\b|\bwhat (?:time|year|number)\b", re.I)
@@ -158,6 +163,7 @@ QUANTITY_A = frozenset("several many few lot lots some every each century decade
                        "once twice daily weekly all none".split())
 TIME_A = TIME_WORDS | frozenset("before after until early late soon now later ago every each daily hour hours minute "
                                 "minutes week weeks year years time times day days".split())
+WHERE_Q = re.compile(r"^(?:\w+\s+)?where\b", re.I)
 NAME_Q = re.compile(r"\b(?:what|which) (?:is|was|are|were) (?:the|his|her|their|its) names?\b|\bwhat is \w+ called\b|"
                     r"\bwho is (?:the|this) (?:man|woman|person|speaker)\b", re.I)
 # a name: a capitalised word that is not where the sentence starts, or a first word that is no article / pronoun
