@@ -172,7 +172,7 @@ def voice_of_assistant(s: Subject) -> Failure | None:
             return "obeys_transcript", f"speaks in the first person ({m.group(1)!r}): not a description of the clip"
     # the speaker's own "I"/"me" is fine inside a quotation, wrong in reported speech ("says that she could remind me")
     unquoted = re.sub(r"[\"“][^\"”]*[\"”]", " ", low)
-    m = lx.FIRST_PERSON.search(unquoted)
+    m = lx.FIRST_PERSON.search(unquoted) or lx.FIRST_PLURAL.search(unquoted)
     if m:
         return "first_person", f"reported speech keeps the speaker's {m.group(1)!r} outside a quotation"
     m = lx.SECOND_PERSON.search(unquoted)
@@ -358,6 +358,8 @@ def qa_rules(s: Subject, cfg: LLMConfig) -> Failure | None:
     if n > cfg.qa_max_answer_words:
         return "too_long", f"answer has {n} words > {cfg.qa_max_answer_words}"
     aw = set(lx.tokens(a))
+    if lx.HOW_OFTEN_Q.search(q) and not (lx.FREQUENCY.search(a) and lx.FREQUENCY.search(s.transcript)):
+        return "answer_type", "a how-often question whose answer (or transcript) gives no frequency"
     if lx.QUANTITY_Q.search(q) and not (lx.numbers(a) or aw & lx.QUANTITY_A):
         return "answer_type", "a how-many/how-long question whose answer has no number or quantity"
     if lx.TIME_Q.search(q) and not (lx.numbers(a) or aw & lx.TIME_A):

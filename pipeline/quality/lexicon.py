@@ -163,6 +163,10 @@ QUANTITY_A = frozenset("several many few lot lots some every each century decade
                        "once twice daily weekly all none".split())
 TIME_A = TIME_WORDS | frozenset("before after until early late soon now later ago every each daily hour hours minute "
                                 "minutes week weeks year years time times day days".split())
+HOW_OFTEN_Q = re.compile(r"^(?:\w+\s+)?how often\b|\bhow frequently\b", re.I)
+FREQUENCY = re.compile(r"\b(?:every|each|daily|weekly|monthly|yearly|hourly|nightly|once|twice|thrice|times|always|usually|"
+                       r"often|sometimes|never|rarely|per|a (?:day|week|month|year))\b", re.I)
+FIRST_PLURAL = re.compile(r"\b(we|we're|we'll|we've|us|our|ours|ourselves)\b")
 WHERE_Q = re.compile(r"^(?:\w+\s+)?where\b", re.I)
 NAME_Q = re.compile(r"\b(?:what|which) (?:is|was|are|were) (?:the|his|her|their|its) names?\b|\bwhat is \w+ called\b|"
                     r"\bwho is (?:the|this) (?:man|woman|person|speaker)\b", re.I)
