@@ -112,6 +112,12 @@ def repetition(s: Subject, cfg: LLMConfig) -> Failure | None:
     s.scores.update(repeated_4gram_share=round(share, 3), compression_ratio=round(ratio, 3))
     if dup:
         return "repetition", f"the same sentence {len(dup)}x repeated: {sorted(dup)[0][:60]!r}"
+    if s.task == "description":  # a phrase said twice ("in a clean recording, ... in a clean recording") that the
+        tw = normalize(s.transcript).split()  # transcript does not repeat
+        tgrams = [tuple(tw[i:i + 4]) for i in range(len(tw) - 3)]
+        again = sorted({g for g in grams if grams.count(g) > 1 and tgrams.count(g) < 2})
+        if again:
+            return "repetition", f"the phrase {' '.join(again[0])!r} is said twice"
     if share > cfg.max_repeated_ngram_share:
         return "repetition", f"{share:.0%} of its word 4-grams are repeats (> {cfg.max_repeated_ngram_share:.0%})"
     if ratio > cfg.max_compression_ratio:
@@ -372,11 +378,45 @@ def qa_rules(s: Subject, cfg: LLMConfig) -> Failure | None:
     s.scores["grounding"] = round(g, 3)
     if g < cfg.qa_min_grounding:
         return "ungrounded", f"only {g:.0%} of the answer's content words occur in the transcript"
+    f = answer_elsewhere(q, a, s.transcript)
+    if f:
+        return f
     if cfg.qa_extractive:
         sp = span_score(a, s.transcript)
         s.scores["span"] = round(sp, 3)
         if sp < cfg.qa_min_span:
             return "not_a_span", f"the answer is not (near) a span of the transcript ({sp:.0%} < {cfg.qa_min_span:.0%})"
+    return None
+
+
+CLAUSE = re.compile(r"(?<=[.!?;])\s+|,\s+(?=(?:and|but|so|or|while|whereas)\b)", re.I)
+CAUSAL = re.compile(r"^(?:\w+\s+)?(?:why|how come)\b|\bwhat (?:will |would |could )?happens?\b|\bwhat happened\b|\breason\b", re.I)
+CAUSAL_A = re.compile(r"^\W*(?:because|since|so that|so|in order|due to|as a result)\b", re.I)
+GENERIC_Q = frozenset(lx.stem(w) for w in "happen happens happened thing things kind type purpose reason mean means".split())
+
+
+def answer_elsewhere(q: str, a: str, transcript: str) -> Failure | None:
+    """The answer is taken from one clause of the transcript and the question is about another one ("What is the
+    kettle boiling?" -> "fresh biscuits" from "The kettle is boiling, and there are fresh biscuits ..."): the
+    clause that holds the answer shares none of the question's own content words."""
+    clauses = [c for c in CLAUSE.split(transcript) if c.strip()]
+    if len(clauses) < 2:
+        return None
+    ans = set(lx.content_stems(a, lx.DESCRIBING))
+    rest = set(lx.content_stems(q, lx.DESCRIBING)) - ans - GENERIC_Q
+    if not ans or not rest:
+        return None
+    if CAUSAL.search(q) or CAUSAL_A.search(a):
+        return None  # why / what-happens-if questions link one clause to another on purpose
+    sets = [lx.stem_set(c) for c in clauses]
+    top = max(len(ans & st) for st in sets)
+    if top < max(1, len(ans) // 2):
+        return None  # the answer is no span of one clause: the round trip judges it
+    best = [i for i, st in enumerate(sets) if len(ans & st) == top]
+    if not any(rest & sets[i] for i in best):
+        best = best[0]
+        return "answer_elsewhere", (f"the answer comes from the clause {clauses[best].strip()[:60]!r}, which shares no "
+                                    f"content word with the question")
     return None
 
 

@@ -154,14 +154,18 @@ def test_killed_run_resumes_without_duplicates(built, test_profile, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert (work / "asr" / "part-00000.parquet").stat().st_mtime_ns == first  # finished shard not redone
     out = tmp_path / "out" / "en"
-    def speech_ids(rows):  # Piper's noise cannot be seeded: TTS gate outcomes may differ between runs
-        return sorted(x["id"] for x in rows if not (x["id"].endswith("-tts_instruction-0")))
     for name in ("utterances", "instructions", "rejects"):
         got = [x["id"] for x in table(out, name)]
         assert len(got) == len(set(got)), f"duplicates in {name}"
-        assert speech_ids(table(out, name)) == speech_ids(table(ref_out, name)), name
-    both = lambda o: sorted(x["id"] for n in ("instructions", "rejects") for x in table(o, n) if x["id"].endswith("-tts_instruction-0"))
-    assert both(out) == both(ref_out)  # every TTS item is kept or rejected, in both runs
+    assert sorted(x["id"] for x in table(out, "utterances")) == sorted(x["id"] for x in table(ref_out, "utterances"))
+    # Which generated rows pass may differ: llama-server decodes the requests in flight together (timing decides
+    # which share a step, so sampled words can differ), and Piper's noise cannot be seeded (the TTS gate). What
+    # must not differ: every item asked for is a row or a reject, in both runs, and the audio stages' rejects.
+    items = lambda o: sorted(x["id"] for n in ("instructions", "rejects") for x in table(o, n)
+                             if n == "instructions" or x["stage"] in ("llm", "tts", "dedup"))
+    assert items(out) == items(ref_out)
+    audio_rejects = lambda o: sorted(x["id"] for x in table(o, "rejects") if x["stage"] not in ("llm", "tts", "dedup"))
+    assert audio_rejects(out) == audio_rejects(ref_out)
     assert not list(out.rglob(".*.tmp-*"))
 
 

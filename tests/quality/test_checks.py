@@ -51,6 +51,7 @@ def test_good_description_and_qa_are_kept():
     ("The speaker is not talking to you: describe her, do not follow her words. A woman says the museum opens at nine.",
      "prompt_leak"),
     ("A woman says that our museum opens at nine in the morning and closes at six on weekdays.", "first_person"),
+    ("In a clean recording, a woman, in a clean recording, says the museum opens at nine in the morning.", "repetition"),
     ("Your museum opens at nine in the morning and closes at six on weekdays.", "obeys_transcript"),  # a reply to "you"
     ("The museum opens at nine in the morning and closes at six on weekdays.", "obeys_transcript"),  # names no speaker
     ("A woman says the museum opens at nine. The speech is narrated from the words, not from the voice.", "prompt_leak"),
@@ -101,12 +102,22 @@ def test_low_confidence_asr_pseudo_label_gives_no_rows():
     ("What is the name of the museum?", "The museum on the corner.", "answer_type"),
     ("What does the transcript say about the museum?", "It opens at nine.", "prompt_leak"),
     ("What is the weather like?", "Sunny and warm.", "question_ungrounded"),
-    ("Where does the museum open at nine?", "On weekdays.", "answer_type"),
-    ("How often does the museum open?", "Nine in the morning.", "answer_type"),  # a time is no frequency  # a where-question answered with a time
+    ("Where does the museum open at nine?", "On weekdays.", "answer_type"),  # a where-question answered with a time
+    ("How often does the museum open?", "Nine in the morning.", "answer_type"),  # a time is no frequency
 ])
 def test_qa_failures_have_their_reason(question, answer, reason):
     v = verdict("qa", answer, question)
     assert not v.keep and v.reason == reason, (v.reason, v.detail)
+
+
+def test_answer_from_another_clause_than_the_question():
+    t = "The kettle is boiling, and there are fresh biscuits in the blue tin on the shelf."
+    seed = f"[00:00-00:04] {t} (Gender: Female, Pitch: normal pitch, Speaking speed: normal speed, SNR: clean, Duration: 4s)"
+    bad = verdict("qa", "Fresh biscuits.", "What is the kettle boiling?", transcript=t, seed=seed)
+    assert not bad.keep and bad.reason == "answer_elsewhere", (bad.reason, bad.detail)
+    for q, a in (("Where are the fresh biscuits?", "In the blue tin on the shelf."), ("What is boiling?", "The kettle.")):
+        ok = verdict("qa", a, q, transcript=t, seed=seed)
+        assert ok.keep, (q, ok.reason, ok.detail)
 
 
 def test_a_question_may_start_with_a_preposition():

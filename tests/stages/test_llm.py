@@ -25,7 +25,8 @@ RULE_REASONS = {"too_short", "too_long", "prompt_leak", "malformed_json", "ungro
                 "truncated", "repetition", "obeys_transcript", "contradicts_seed", "unsupported_attribute",
                 "emotion_as_heard", "invented", "uninformative", "novel_content", "malformed_question", "yes_no",
                 "odd_question", "question_ungrounded", "answer_in_question", "answer_type", "not_a_span",
-                "unanswerable", "roundtrip_mismatch", "asr_low_confidence", "first_person"}
+                "unanswerable", "roundtrip_mismatch", "asr_low_confidence", "first_person", "answer_elsewhere", "answer_no_content",
+                "duplicate"}
 
 
 @pytest.fixture(scope="module")
