@@ -210,20 +210,14 @@ def consistency(s: Subject, seed: Seed) -> Failure | None:
         return "contradicts_seed", f"says {m.group(0)!r} but the seed gender is {gender}"
     if not gender and (m := _outside(re.compile(r"\b(?:man|woman|male|female|boy|girl|lady|gentleman)\b"), text, tr)):
         return "unsupported_attribute", f"says {m.group(0)!r} but the seed has no gender"
-    pitch = a.get("pitch", "")
-    for label, pat in (("high", lx.PITCH_HIGH), ("low", lx.PITCH_LOW)):
-        m = _outside(pat, text, tr)
-        if m and pitch and label not in pitch:
-            return "contradicts_seed", f"says {m.group(0)!r} but the seed pitch is {pitch!r}"
-    if pitch and "normal" not in pitch and (m := _outside(lx.PITCH_MID, text, tr)):
-        return "contradicts_seed", f"says {m.group(0)!r} but the seed pitch is {pitch!r}"
-    speed = a.get("speaking speed", "")
-    for label, pat in (("fast", lx.SPEED_FAST), ("slow", lx.SPEED_SLOW)):
-        m = _outside(pat, text, tr)
-        if m and speed and label not in speed:
-            return "contradicts_seed", f"says {m.group(0)!r} but the seed speaking speed is {speed!r}"
-    if speed and "normal" not in speed and (m := _outside(lx.SPEED_NORMAL, text, tr)):
-        return "contradicts_seed", f"says {m.group(0)!r} but the seed speaking speed is {speed!r}"
+    for attr, bands, middle in (("pitch", (("high", lx.PITCH_HIGH), ("low", lx.PITCH_LOW)), lx.PITCH_MID),
+                                ("speaking speed", (("fast", lx.SPEED_FAST), ("slow", lx.SPEED_SLOW)), lx.SPEED_NORMAL)):
+        value = a.get(attr, "")  # a band the seed does not have, or "normal" when the seed has a band
+        hits = [m for label, pat in bands if (m := _outside(pat, text, tr)) and value and label not in value]
+        if not hits and value and "normal" not in value and (m := _outside(middle, text, tr)):
+            hits = [m]
+        if hits:
+            return "contradicts_seed", f"says {hits[0].group(0)!r} but the seed {attr} is {value!r}"
     snr = a.get("snr", "")
     if snr:
         q = snr.split(" (")[0]
