@@ -378,12 +378,15 @@ class TrainConfig(_M):
     checkpoint_every: int = 20
     keep_checkpoints: int = 2
     eval_checkpoint: Literal["best", "last"] = "best"  # best: lowest validation loss (early stopping); last: final step
+    early_stopping_patience: int = 0  # >0: stop after this many checkpoints without a lower validation loss
+    loss_average: Literal["example", "token"] = "example"  # example: each example's mean token loss weighs the same
     split_by: Literal["speaker", "source"] = "speaker"  # speaker (source_id when no speaker) or source file
     val_fraction: float = 0.15
     test_fraction: float = 0.25
     # instruction tasks to use (+ "labels": closed questions derived from utterance labels); absent ones are skipped
     tasks: list[str] = Field(default_factory=lambda: ["description", "qa", "tts_instruction", "asr", "gender", "labels"])
     asr_prompt: str = "Transcribe the audio."
+    system_prompt: str | None = None  # None: the chat template's default system turn; "" keeps the turn empty (shorter inputs)
     label_tasks: list[LabelTask] = Field(default_factory=lambda: [LabelTask(
         name="gender", field="labels.gender", fallback_field="gender", choices=["male", "female"],
         prompt="Is the speaker male or female? Answer with one word.",

@@ -18,6 +18,7 @@ from pipeline.train.common import SPLITS, TrainError, seed_everything, write_jso
 from pipeline.train.data import Example, answer_class, other_group_index
 from pipeline.train.model import speech_lm
 from pipeline.train.run import TrainRun
+from pipeline.train.stats import CI_LEVEL, bootstrap, separated
 
 SYSTEMS = ("no_audio", "asr_text", "model", "model_shuffled_audio")
 SYSTEM_DOC = {
@@ -95,6 +96,10 @@ def evaluate(tr: TrainRun) -> dict:
             right = lambda p, s: pred(p, s) == p["reference"]
             entry["model_vs_no_audio"] = {"model_right_only": sum(right(p, "model") and not right(p, "no_audio") for p in rows),
                                           "no_audio_right_only": sum(right(p, "no_audio") and not right(p, "model") for p in rows)}
+        ci = bootstrap(kind, rows, SYSTEMS, seed=cfg.seed)
+        entry["ci"] = ci
+        entry["model_beats_no_audio_ci"] = separated(ci, "model", "no_audio", higher)
+        entry["model_beats_shuffled_audio_ci"] = separated(ci, "model", "model_shuffled_audio", higher)
         beats = (scores["model"] > scores["no_audio"]) if higher else (scores["model"] < scores["no_audio"])
         entry["model_beats_no_audio"] = bool(beats)
         entry["model_uses_audio"] = bool((scores["model"] > scores["model_shuffled_audio"]) if higher
@@ -111,6 +116,7 @@ def evaluate(tr: TrainRun) -> dict:
         "step": meta["step"], "trained_steps": int(tr.last_checkpoint().name.split("-")[1]),
         "eval_checkpoint": tr.cfg.eval_checkpoint, "systems": SYSTEM_DOC, "tasks": tasks,
         "label_tasks_beat_no_audio": not failures if label_tasks else None, "label_task_failures": failures,
+        "ci_level": CI_LEVEL, "ci_method": "paired cluster bootstrap over test groups (speakers)",
         "training": {**json.loads((tr.last_checkpoint() / "meta.json").read_text()).get("history", {}), "trainable_params": sum(v.numel() for v in model.trainable().values())},
         "split": {s: len(tr.split(s)) for s in SPLITS},
         "config": {"encoder": cfg.encoder, "llm": cfg.llm, "adapter": cfg.adapter, "pool": cfg.pool, "lora_rank": cfg.lora_rank,

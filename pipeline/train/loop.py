@@ -48,6 +48,15 @@ def mean_loss(tr: TrainRun, model: SpeechLM, examples: list[Example], bs: int | 
     return total / n
 
 
+def stop_early(cfg: TrainConfig, log_path, history: dict, step: int) -> bool:
+    """Early stopping: the last ``early_stopping_patience`` validation checks of train_log.jsonl (this step's
+    included: it is written first) found no new lowest validation loss."""
+    if cfg.early_stopping_patience <= 0 or "best_step" not in history:
+        return False
+    checks = [json.loads(x)["step"] for x in log_path.read_text().splitlines() if x.strip() and "val_loss" in x]
+    return step in checks and sum(s > history["best_step"] for s in checks) >= cfg.early_stopping_patience
+
+
 def fit(tr: TrainRun) -> dict:
     """Train the adapter (+LoRA) up to max_steps, resuming from the last checkpoint."""
     torch = torch_module()
@@ -77,7 +86,7 @@ def fit(tr: TrainRun) -> dict:
 
     bar = tqdm(total=cfg.max_steps, initial=step, desc="     fit", unit="step", disable=step >= cfg.max_steps)
     with open(log_path, "a") as log, bar:
-        while step < cfg.max_steps:
+        while step < cfg.max_steps and not history.get("stopped_early_at"):
             model.adapter.train()
             idx = batch_indices(len(train), cfg.batch_size, cfg.seed, step)
             chunk = [train[i] for i in idx]
@@ -103,6 +112,10 @@ def fit(tr: TrainRun) -> dict:
                 best = rec["val_loss"] is not None and rec["val_loss"] < history.get("best_val_loss", float("inf"))
                 if best:
                     history["best_step"], history["best_val_loss"] = step, rec["val_loss"]
+                if stop_early(cfg, log_path, history, step):
+                    history["stopped_early_at"] = step
+                    history["final_probe_loss"] = mean_loss(tr, model, probe)
+                    history["final_val_loss"] = rec["val_loss"]
                 ck = save_checkpoint(tr, model, opt, sched, step, history)
                 if best:
                     copy_dir_atomic(ck, tr.ckpt_dir / "best", exclude=("trainer_state.pt",))

@@ -16,7 +16,7 @@ from pipeline.train.run import TrainRun
 
 # the TrainConfig fields a loaded model depends on (one model per process and architecture)
 MODEL_KEYS = ("llm", "device", "dtype", "adapter", "pool", "adapter_hidden", "qformer_queries", "qformer_layers",
-              "lora_rank", "lora_alpha", "lora_targets", "gradient_checkpointing", "seed")
+              "lora_rank", "lora_alpha", "lora_targets", "gradient_checkpointing", "seed", "system_prompt", "loss_average")
 
 
 def build_adapter(cfg: TrainConfig, enc_dim: int, llm_dim: int, emb_std: float):
@@ -144,7 +144,10 @@ class SpeechLM:
     # -- inputs ------------------------------------------------------------------------------------
     def _prompt_ids(self, user: str) -> tuple[list[int], list[int]]:
         if user not in self._prompt_cache:
-            text = self.tok.apply_chat_template([{"role": "user", "content": user}], add_generation_prompt=True, tokenize=False)
+            msgs = [{"role": "user", "content": user}]
+            if self.cfg.system_prompt is not None:
+                msgs.insert(0, {"role": "system", "content": self.cfg.system_prompt})
+            text = self.tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
             before, _, after = text.partition(AUDIO_TOKEN)
             if AUDIO_TOKEN not in text:
                 before, after = text, ""
@@ -194,17 +197,19 @@ class SpeechLM:
         audio = self.audio_embeddings(feats)
         prefixes = [self.prefix(e.user, a) for e, a in zip(examples, audio)]
         emb, mask, lab = self.batch(prefixes, [self.target_ids(e.response) for e in examples])
-        logits, targets = self.target_logits(emb, mask, lab)
-        return self.torch.nn.functional.cross_entropy(logits.float(), targets)
+        logits, targets, rows = self.target_logits(emb, mask, lab, with_rows=True)
+        return mean_loss(self.torch, logits, targets, rows, len(examples), self.cfg.loss_average)
 
-    def target_logits(self, emb, mask, lab):
+    def target_logits(self, emb, mask, lab, with_rows: bool = False):
         """LM-head logits at the positions that predict a label only (the vocabulary projection of every
-        prompt/audio position is most of the cost of a small LLM with a large vocabulary)."""
+        prompt/audio position is most of the cost of a small LLM with a large vocabulary); ``with_rows``: also
+        the batch row of each selected position."""
         base = getattr(self.llm, self.llm.base_model_prefix)
         h = base(inputs_embeds=emb, attention_mask=mask).last_hidden_state[:, :-1]
         tgt = lab[:, 1:]
         sel = tgt != -100
-        return self.llm.get_output_embeddings()(h[sel]), tgt[sel]
+        out = self.llm.get_output_embeddings()(h[sel]), tgt[sel]
+        return (*out, sel.nonzero()[:, 0]) if with_rows else out
 
     # -- inference ----------------------------------------------------------------------------------
     def generate(self, prefix, max_new_tokens: int) -> str:
@@ -216,15 +221,37 @@ class SpeechLM:
         return self.tok.decode(out[0], skip_special_tokens=True).strip()
 
     def choose(self, prefix, choices: list[str]) -> tuple[str, list[float]]:
-        """Closed question: the choice with the highest log-likelihood (choice tokens + end of turn)."""
+        """Closed question: the choice with the highest log-likelihood (choice tokens + end of turn). The prompt
+        is run once (its KV cache is shared by the choices, as if each were scored after the same prompt)."""
+        import copy
+
         torch = self.torch
         with torch.no_grad():
-            targets = [self.target_ids(c) for c in choices]
-            emb, mask, lab = self.batch([prefix] * len(choices), targets)
-            logits, tgt = self.target_logits(emb, mask, lab)
-            lp = torch.log_softmax(logits.float(), -1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
-            scores = [float(x.sum()) for x in lp.split([len(t) for t in targets])]
+            base = getattr(self.llm, self.llm.base_model_prefix)
+            head = self.llm.get_output_embeddings()
+            o = base(inputs_embeds=prefix.unsqueeze(0), use_cache=True)
+            first = torch.log_softmax(head(o.last_hidden_state[0, -1]).float(), -1)
+            scores = []
+            for c in choices:
+                t = self.target_ids(c)
+                lp = float(first[t[0]])
+                if len(t) > 1:
+                    past = copy.deepcopy(o.past_key_values)
+                    h = base(inputs_embeds=self.embed(self._ids(t[:-1])).unsqueeze(0), past_key_values=past, use_cache=True).last_hidden_state[0]
+                    lp += float(torch.log_softmax(head(h).float(), -1).gather(-1, self._ids(t[1:]).unsqueeze(-1)).sum())
+                scores.append(lp)
         return choices[int(np.argmax(scores))], scores
+
+
+def mean_loss(torch, logits, targets, rows, n: int, average: str = "example"):
+    """Cross-entropy of the target tokens: the mean over examples of each example's mean token loss
+    (``average="example"``: a one-word label answer weighs as much as a 20-word transcript) or over all tokens."""
+    tok = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+    if average == "token":
+        return tok.mean()
+    total = torch.zeros(n, device=tok.device).index_add(0, rows, tok)
+    k = torch.zeros(n, device=tok.device).index_add(0, rows, torch.ones_like(tok))
+    return (total / k.clamp(min=1))[k > 0].mean()
 
 
 @lru_cache(maxsize=2)

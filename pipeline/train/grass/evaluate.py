@@ -15,6 +15,7 @@ from pipeline.train.evaluate import score_task
 from pipeline.train.grass.config import SYSTEM_DOC, SYSTEMS
 from pipeline.train.grass.model import GrassModel
 from pipeline.train.grass.run import GrassRun
+from pipeline.train.stats import CI_LEVEL, bootstrap, separated
 
 
 SILENCE = -1  # audio source of the model_silence control
@@ -110,6 +111,9 @@ def evaluate(gr: GrassRun) -> dict:
         if kind in ("label", "label_text"):
             ref = [p["reference"] for p in rows]
             entry["majority_class_accuracy"] = round(max(ref.count(c) for c in set(ref)) / len(ref), 4)
+        entry["ci"] = ci = bootstrap(kind, rows, SYSTEMS, seed=cfg.seed)
+        for other in ("base", "model_silence", "model_shuffled_audio"):
+            entry[f"model_beats_{other}_ci"] = separated(ci, "model", other, higher)
         tasks[task] = entry
     with open(gr.dir / "predictions.jsonl", "w") as f:
         for p in preds:
@@ -123,6 +127,7 @@ def evaluate(gr: GrassRun) -> dict:
         "trained_steps": int(gr.last_checkpoint().name.split("-")[1]), "eval_checkpoint": cfg.eval_checkpoint,
         "systems": SYSTEM_DOC, "tasks": tasks,
         "label_tasks_use_audio": not failures if label_tasks else None, "label_task_failures": failures,
+        "ci_level": CI_LEVEL, "ci_method": "paired cluster bootstrap over test groups (speakers)",
         "training": {**json.loads((gr.last_checkpoint() / "meta.json").read_text()).get("history", {}),
                      "trainable_params": sum(p.numel() for p in model.trainable().values()),
                      "frozen_encoder_params": sum(p.numel() for p in model.encoder.parameters())},

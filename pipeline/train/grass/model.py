@@ -13,6 +13,7 @@ from pipeline.core.rows import AUDIO_TOKEN
 from pipeline.train.common import MAX_TARGET_TOKENS, TrainError, torch_module
 from pipeline.train.data import Example
 from pipeline.train.grass.config import GrassConfig
+from pipeline.train.grass.convert import hf_dir_for_ct2, is_ct2
 
 
 class GrassModel:
@@ -23,6 +24,8 @@ class GrassModel:
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
         self.torch, self.cfg, self.gcfg, self.device = torch, cfg, gcfg, cfg.device
+        if is_ct2(ref):  # e.g. the embedded Whisper base: converted once to transformers (grass/convert.py)
+            ref = str(hf_dir_for_ct2(ref))
         try:
             proc = WhisperProcessor.from_pretrained(ref)
             model = WhisperForConditionalGeneration.from_pretrained(ref, dtype=torch.float32)
