@@ -14,7 +14,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup system-deps dataset tts train serve test bench clean help
+.PHONY: setup system-deps dataset tts train serve test bench bench-train clean help
 .PHONY: plan profile
 
 help:
@@ -27,6 +27,7 @@ help:
 	@echo "make serve                  local Prefect server + work pool + deployments + worker (loopback)"
 	@echo "make test                   import contract (lint-imports) + the tests"
 	@echo "make bench                  benchmarks (bench/*.py)"
+	@echo "make bench-train            speech-LM benchmark: corpus from the TTS backends, train, score (bench/results/bench_train.md)"
 
 setup: system-deps $(VENV)/.installed $(LLAMA_SERVER)
 	$(PY) -m pipeline models assemble
@@ -113,6 +114,9 @@ test:
 
 bench:
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+bench-train:
+	$(PY) bench/bench_train.py $(ARGS)
 
 clean:
 	rm -rf data build .pytest_cache

@@ -137,7 +137,9 @@ def build(out: Path, per_speaker: int = 7, seed: int = 1234, log=print) -> Path:
             if (k + 1) % 50 == 0:
                 log(f"corpus: {k + 1}/{len(todo)} clips, {time.time() - t0:.0f} s")
     (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (out / "corpus.json").write_text(json.dumps({
+    before = json.loads((out / "corpus.json").read_text()) if (out / "corpus.json").exists() else {}
+    first = before.get("first_build_synth_s", before.get("synth_s")) if not todo else round(time.time() - t0, 1)
+    (out / "corpus.json").write_text(json.dumps({"first_build_synth_s": first,
         "utterances": len(rows), "speakers": len(spk), "female": len(FEMALE), "male": len(MALE),
         "speeds": SPEEDS, "snrs": [s for s, _ in SNRS], "synth_s": round(time.time() - t0, 1), "synthesised": len(todo)}, indent=1))
     return out / "manifest.jsonl"

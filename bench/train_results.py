@@ -59,8 +59,9 @@ def write(results: Path, corpus: dict, dataset: dict, desta: dict, grass: dict |
              f"Corpus: {corpus['utterances']} utterances, {corpus['speakers']} speakers ({corpus['female']} female, "
              f"{corpus['male']} male; Kokoro styles/blends, Piper joe, espeak-ng voices x variants), speeds {corpus['speeds']} "
              f"(length scale), SNRs {corpus['snrs']} dB; every sentence unique. Split by speaker: {s}.", "",
-             "Time (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()) + "; dataset stages: "
-             + ", ".join(f"{k} {v}" for k, v in dataset["timings_s"].items()) + ".", "",
+             "Time of this run (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()) + ". First build (cached since): "
+             f"corpus synthesis {corpus.get('first_build_synth_s')} s; dataset stages "
+             + ", ".join(f"{k} {v}" for k, v in dataset["timings_s"].items()) + " s.", "",
              "## Targets (issue 19)", ""]
     lines += [f"- {k}: **{'yes' if v else 'NO'}**" for k, v in goal.items()]
     lines += ["", f"## DeSTA2-style model ({c['adapter']} adapter, {h['trainable_params']:,} parameters, frozen `{c['llm']}`)", "",

@@ -356,6 +356,9 @@ class TrainConfig(_M):
 
     encoder: str = "embedded:whisper-base-ct2"  # embedded: CTranslate2 (frozen); hub name/dir: transformers WhisperModel encoder
     encoder_compute_type: str = "int8"  # CTranslate2 only
+    # CTranslate2 only: None = Whisper's 30 s window; N = a window of N s (N * k s for clips longer than N - 1 s, at
+    # most 30 s): the encoder costs ~3x less for 10 s on short clips (as the ASR stage's encoder_window "fit")
+    encoder_window_s: float | None = None
     llm: str = "embedded:smollm2-135m-instruct-q4_1"  # embedded GGUF (dequantised into PyTorch) or hub name/dir
     device: str = "cpu"  # "cuda" in production
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # bfloat16 on GPU

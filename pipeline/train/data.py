@@ -79,6 +79,11 @@ def audio_key(audio_bytes: bytes, encoder: str) -> str:
     return hashlib.sha1(encoder.encode() + b"\0" + audio_bytes).hexdigest()[:20]
 
 
+def encoder_tag(cfg: TrainConfig) -> str:
+    """What the cached encoder outputs depend on: the encoder and its window."""
+    return cfg.encoder + (f"@window{cfg.encoder_window_s:g}s" if cfg.encoder_window_s else "")
+
+
 def _label_value(u: dict, fieldname: str | None) -> str | None:
     if not fieldname:
         return None
@@ -103,7 +108,7 @@ def build_examples(data_dir: Path, cfg: TrainConfig) -> tuple[list[Example], dic
     inst_tasks = {(r["utterance_id"], r["task"]) for r in inst if r.get("utterance_id")}  # rows of the tasks stage win
     label_tasks = {lt.name: lt for lt in cfg.label_tasks}
     for u in utts:
-        key = audio_key(u["audio"]["bytes"], cfg.encoder)
+        key = audio_key(u["audio"]["bytes"], encoder_tag(cfg))
         audio[key] = {"audio": u["audio"], "duration_s": float(u["duration_s"])}
         if cfg.split_by == "speaker" and u.get("speaker"):
             group = f"speaker:{u['speaker']}"
@@ -140,7 +145,7 @@ def build_examples(data_dir: Path, cfg: TrainConfig) -> tuple[list[Example], dic
             group, key, u = by_utt[r["utterance_id"]]
             transcript = u.get("asr_text") or None
         else:  # synthesized speech (TTS): split unit is the text id
-            key = audio_key(r["audio"]["bytes"], cfg.encoder)
+            key = audio_key(r["audio"]["bytes"], encoder_tag(cfg))
             settings = json.loads(r.get("tts_settings_json") or "{}")
             audio[key] = {"audio": r["audio"], "duration_s": None}
             text_id = re.sub(rf"-{re.escape(r['task'])}-\d+$", "", r["id"])

@@ -16,18 +16,37 @@ FRAME_HZ = 50  # Whisper encoder frames per second
 class CT2WhisperEncoder:
     """Whisper encoder in CTranslate2 (the embedded default): faster-whisper features -> encoder output."""
 
-    def __init__(self, ref: str, compute_type: str = "int8", threads: int = 2, device: str = "cpu"):
+    def __init__(self, ref: str, compute_type: str = "int8", threads: int = 2, device: str = "cpu",
+                 window_s: float | None = None):
         from faster_whisper import WhisperModel
 
         self.wm = WhisperModel(resolve(ref), device=device, compute_type=compute_type, cpu_threads=threads)
         self.dim = None
+        self.window_s = window_s
 
-    def encode(self, audios: list[np.ndarray]) -> list[np.ndarray]:
+    def encode(self, audios: list[np.ndarray], trim: bool = True) -> list[np.ndarray]:
+        """Encoder outputs per clip: its own frames (``trim``) or the whole window [window frames, D]."""
         from faster_whisper.audio import pad_or_trim
 
-        feats = np.stack([pad_or_trim(self.wm.feature_extractor(a)) for a in audios]).astype(np.float32)
-        out = np.asarray(self.wm.encode(feats), dtype=np.float32)  # [B, 1500, D]
-        return [o[: n_frames(a)] for o, a in zip(out, audios)]
+        out: list = [None] * len(audios)
+        by_window: dict[int, list[int]] = {}
+        for i, a in enumerate(audios):
+            by_window.setdefault(window_frames(len(a), self.window_s), []).append(i)
+        for mel, idx in by_window.items():
+            feats = np.stack([pad_or_trim(self.wm.feature_extractor(audios[i]), mel) for i in idx]).astype(np.float32)
+            enc = np.asarray(self.wm.encode(feats), dtype=np.float32)  # [B, mel / 2, D]
+            for i, o in zip(idx, enc):
+                out[i] = o[: n_frames(audios[i])] if trim else o
+        return out
+
+
+def window_frames(n_samples: int, window_s: float | None) -> int:
+    """Log-mel frames (100 Hz) of the encoder window of a clip: 3000 (30 s) without ``window_s``, else the first
+    multiple of ``window_s`` that holds the clip + 1 s, at most 3000."""
+    if not window_s:
+        return 3000
+    dur = n_samples / SAMPLE_RATE + 1.0
+    return int(min(3000, round(100 * window_s * math.ceil(dur / window_s))))
 
 
 class HFWhisperEncoder:
@@ -57,5 +76,6 @@ def n_frames(audio: np.ndarray) -> int:
 
 def load_encoder(cfg: TrainConfig):
     if cfg.encoder.startswith(EMBEDDED_PREFIX) or (Path(cfg.encoder).is_dir() and (Path(cfg.encoder) / "model.bin").exists()):
-        return CT2WhisperEncoder(cfg.encoder, cfg.encoder_compute_type, cfg.threads, "cuda" if cfg.device.startswith("cuda") else "cpu")
+        return CT2WhisperEncoder(cfg.encoder, cfg.encoder_compute_type, cfg.threads, "cuda" if cfg.device.startswith("cuda") else "cpu",
+                                 cfg.encoder_window_s)
     return HFWhisperEncoder(cfg.encoder, cfg.device, cfg.dtype)

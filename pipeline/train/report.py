@@ -45,8 +45,9 @@ def write_report(tr: TrainRun) -> Path:
     for task, e in m["tasks"].items():
         arrow = "↑" if e["higher_is_better"] else "↓"
         extra = f" (majority {e['majority_class_accuracy']:.2f})" if "majority_class_accuracy" in e else ""
-        lines.append(f"| {task} | {e['metric']} {arrow}{extra} | {e['n']} | " + " | ".join(fmt(e["scores"][s]) for s in SYSTEMS) + " |")
+        lines.append(f"| {task} | {e['metric']} {arrow}{extra} | {e['n']} | " + " | ".join(fmt_ci(e, s) for s in SYSTEMS) + " |")
     lines += ["", "Systems: " + "; ".join(f"**{k}**: {v}" for k, v in m["systems"].items()) + ".",
+              *([f"Intervals: {m['ci_level']:.0%}, {m['ci_method']}."] if "ci_method" in m else []),
               f"Decoding: {c['decoding']}.", "",
               "## Split (by %s; TTS rows by text id)" % split["split_by"], "",
               "| split | groups | examples | by task |", "|---|---:|---:|---|"]
@@ -102,6 +103,12 @@ def grass_summary_lines(metrics_path: Path, desta: dict | None = None, link: str
 
 def fmt(v) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def fmt_ci(e: dict, system: str) -> str:
+    """A task entry's score of one system, with its 90 % interval when the metrics have one."""
+    ci = e.get("ci", {}).get(system)
+    return fmt(e["scores"][system]) + (f" [{fmt(ci['ci'][0])}, {fmt(ci['ci'][1])}]" if ci else "")
 
 
 def training_lines(h: dict, log: list[dict], preds: list[dict], systems) -> list[str]:

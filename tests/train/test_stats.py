@@ -77,3 +77,12 @@ def test_loss_is_averaged_per_example():
     per_token = mean_loss(torch, logits, targets, rows, 2, "token")
     assert float(per_example) == pytest.approx((np.log(2) + -np.log(0.9)) / 2, rel=1e-5)
     assert float(per_token) == pytest.approx((3 * np.log(2) - np.log(0.9)) / 4, rel=1e-5)
+
+
+def test_encoder_window_holds_the_clip():
+    from pipeline.train.encoders import window_frames
+
+    assert window_frames(16000 * 5, None) == 3000  # Whisper's 30 s
+    assert window_frames(16000 * 5, 10.0) == 1000  # 5 s + 1 s fits 10 s
+    assert window_frames(16000 * 9.5, 10.0) == 2000  # 10.5 s: two windows' worth
+    assert window_frames(16000 * 40, 10.0) == 3000  # never above 30 s

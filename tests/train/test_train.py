@@ -199,6 +199,8 @@ def test_metrics_have_baselines_and_model(prepared):
     for task, e in m["tasks"].items():
         assert set(e["scores"]) == {"no_audio", "asr_text", "model", "model_shuffled_audio"}, task
         assert all(v == v for v in e["scores"].values())  # no NaN
+        assert {s: e["ci"][s]["score"] for s in e["scores"]} == e["scores"], task  # the intervals are of these scores
+        assert all(e["ci"][s]["ci"][0] <= e["scores"][s] <= e["ci"][s]["ci"][1] for s in e["scores"]), task
     assert isinstance(m["label_tasks_beat_no_audio"], bool)
     report = write_report(train_run(tr_dataset(tr)))
     text = report.read_text()

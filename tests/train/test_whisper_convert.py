@@ -66,4 +66,15 @@ def test_grass_model_loads_a_ct2_reference(ct2_dir, converted, monkeypatch):
     assert convert.hf_dir_for_ct2(str(ct2_dir)) == converted
     m = GrassModel(str(ct2_dir), TrainConfig(), GrassConfig(whisper=str(ct2_dir)), "en")
     assert m.model.config.d_model == 512
+    # the converted decoder reads CTranslate2's encoder states of a 10 s window (grass.encoder_backend ctranslate2)
+    import numpy as np
+
+    from pipeline.core.audio import load
+    from pipeline.train.encoders import CT2WhisperEncoder
+
+    a = load(ROOT / "samples/en/audio/human_alsa_channels.wav")[:160000]
+    states = CT2WhisperEncoder(str(ct2_dir)).encode([np.pad(a, (0, 160000 - len(a)))], trim=False)[0]
+    assert states.shape == (500, 512)
+    text = m.generate(m.prefix(""), m.torch.from_numpy(states)[None], 20)[0]
+    assert "front" in text.lower() and "right" in text.lower(), text
     assert m.sot_seq == [50258, 50259, 50359, 50363]  # <|sot|><|en|><|transcribe|><|notimestamps|>

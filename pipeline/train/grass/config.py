@@ -34,6 +34,12 @@ class GrassConfig(BaseModel):
     task_token: Literal["transcribe", "translate", "none"] = "transcribe"
     use_prompt: bool = True  # the text prompt as <|startofprev|> tokens (False: audio only, as spoken-instruction GRASS data)
     cache_encoder: bool = True  # frozen encoder outputs cached on disk (float16, 1500 x d_model per clip)
+    # the frozen encoder's outputs from transformers (the loaded model) or, for a CTranslate2 ``whisper`` (e.g. the
+    # embedded Whisper base, converted for the decoder), from CTranslate2 itself: same weights, int8 on CPU is
+    # several times faster; ``encoder_window_s`` (CTranslate2 only): every clip in one window of that many seconds
+    # (Whisper's is 30 s; shorter is cheaper, clips are cut to it)
+    encoder_backend: Literal["transformers", "ctranslate2"] = "transformers"
+    encoder_window_s: float = 30.0
     no_repeat_ngram_size: int = 4  # greedy decoding, as the DeSTA run
 
 

@@ -87,7 +87,7 @@ def evaluate(gr: GrassRun) -> dict:
         model = gr.model()
     # phase 1: the pretrained decoder; phase 2: the checkpoint loaded over it
     model.decoder.eval()
-    silence = model.encode([np.zeros(SAMPLE_RATE, np.float32)])[0].to(torch.float16).float()
+    silence = gr.encode(model, [np.zeros(SAMPLE_RATE, np.float32)])[0].to(torch.float16).float()
     for t, exs in tasks_ex.items():
         _predict(gr, model, exs, {"base": list(range(len(exs)))}, recs[t], silence)
     # phase 2: the fine-tuned decoder

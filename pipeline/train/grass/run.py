@@ -11,9 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.config import Profile
-from pipeline.train.common import torch_module
+from pipeline.core.audio import SAMPLE_RATE
+from pipeline.train.common import TrainError, torch_module
 from pipeline.train.data import Example, decode_audio
 from pipeline.train.grass.config import FORMAT, TRAIN_OVERRIDES, GrassConfig, grass_config
+from pipeline.train.encoders import CT2WhisperEncoder
+from pipeline.train.grass.convert import is_ct2
 from pipeline.train.grass.model import GrassModel
 from pipeline.train.run import TrainRun, clear_outputs
 from pipeline.train.run import prepare as desta_prepare
@@ -36,6 +39,7 @@ class GrassRun(TrainRun):
         self.dir.mkdir(parents=True, exist_ok=True)
         self._model: GrassModel | None = None
         self._tuned = False  # the in-memory decoder is no longer the pretrained one
+        self._ct2 = None  # CTranslate2 encoder (grass.encoder_backend ctranslate2)
 
     @property
     def language(self) -> str:
@@ -55,7 +59,8 @@ class GrassRun(TrainRun):
 
     def config_digest(self) -> str:
         d = {"format": FORMAT, "whisper": self.whisper_id(), "language": self.language, "task_token": self.grass.task_token,
-             "use_prompt": self.grass.use_prompt}
+             "use_prompt": self.grass.use_prompt, **({} if self.grass.encoder_backend == "transformers" else
+                                                     {"encoder": ["ctranslate2", self.cfg.encoder_compute_type, self.grass.encoder_window_s]})}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def model(self) -> GrassModel:
@@ -68,7 +73,22 @@ class GrassRun(TrainRun):
 
     # -- encoder output cache ------------------------------------------------------------------------------
     def state_key(self, e: Example) -> str:
-        return hashlib.sha1(f"{self.whisper_id()}\0{e.audio_key}".encode()).hexdigest()[:20]
+        enc = "" if self.grass.encoder_backend == "transformers" else f"ct2:{self.cfg.encoder_compute_type}:{self.grass.encoder_window_s:g}"
+        return hashlib.sha1(f"{self.whisper_id()}\0{enc}\0{e.audio_key}".encode()).hexdigest()[:20]
+
+    def encode(self, model: GrassModel, waves: list[np.ndarray]):
+        """Frozen encoder outputs [B, frames, d] (torch, float32) of 16 kHz clips, from grass.encoder_backend."""
+        if self.grass.encoder_backend == "transformers":
+            return model.encode(waves)
+        if self._ct2 is None:
+            if not is_ct2(self.grass.whisper):
+                raise TrainError(f"grass.encoder_backend ctranslate2 needs a CTranslate2 whisper, not {self.grass.whisper!r}")
+            self._ct2 = CT2WhisperEncoder(self.grass.whisper, self.cfg.encoder_compute_type, self.cfg.threads,
+                                          "cuda" if self.cfg.device.startswith("cuda") else "cpu")
+        n = int(round(self.grass.encoder_window_s * SAMPLE_RATE))
+        win = [np.pad(w[:n], (0, max(0, n - len(w[:n])))) for w in waves]  # every clip in the one window
+        out = self._ct2.encode(win, trim=False)
+        return model.torch.from_numpy(np.stack(out)).to(model.device)
 
     def states(self, model: GrassModel, examples: list[Example]):
         """Frozen encoder outputs of the examples' clips [B, 1500, d] (from the cache, else computed)."""
@@ -80,7 +100,7 @@ class GrassRun(TrainRun):
             audio = self.audio()
             by_key = {self.state_key(e): e.audio_key for e in examples}
             waves = [decode_audio(audio[by_key[k]]["audio"], min(self.cfg.max_audio_s, 30.0)) for k in todo]
-            for k, s in zip(todo, model.encode(waves)):
+            for k, s in zip(todo, self.encode(model, waves)):
                 have[k] = s.cpu().numpy().astype(np.float16)
                 if self.grass.cache_encoder:
                     self.features_dir.mkdir(parents=True, exist_ok=True)
