@@ -24,14 +24,16 @@ class CT2WhisperEncoder:
         self.dim = None
         self.window_s = window_s
 
-    def encode(self, audios: list[np.ndarray], trim: bool = True) -> list[np.ndarray]:
-        """Encoder outputs per clip: its own frames (``trim``) or the whole window [window frames, D]."""
+    def encode(self, audios: list[np.ndarray], trim: bool = True, fixed_window_s: float | None = None) -> list[np.ndarray]:
+        """Encoder outputs per clip: its own frames (``trim``) or the whole window [window frames, D];
+        ``fixed_window_s``: every clip in a window of that length (cut to it), whatever ``window_s`` says."""
         from faster_whisper.audio import pad_or_trim
 
         out: list = [None] * len(audios)
         by_window: dict[int, list[int]] = {}
         for i, a in enumerate(audios):
-            by_window.setdefault(window_frames(len(a), self.window_s), []).append(i)
+            mel = min(3000, int(round(100 * fixed_window_s))) if fixed_window_s else window_frames(len(a), self.window_s)
+            by_window.setdefault(mel, []).append(i)
         for mel, idx in by_window.items():
             feats = np.stack([pad_or_trim(self.wm.feature_extractor(audios[i]), mel) for i in idx]).astype(np.float32)
             enc = np.asarray(self.wm.encode(feats), dtype=np.float32)  # [B, mel / 2, D]

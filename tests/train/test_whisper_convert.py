@@ -47,8 +47,8 @@ def test_conversion_matches_ctranslate2(ct2_dir, converted):
     from pipeline.train.grass.convert import compare_with_ct2
 
     out = converted
-    clips = ["audio/human_alsa_channels.wav", "audio/espeak_en-us_f3.wav"]
-    res = compare_with_ct2(out, ct2_dir, [load(ROOT / "samples/en" / c) for c in clips], max_tokens=40)
+    clips = ["audio/human_alsa_channels.wav"]  # bench_train.py checks all 12 kept sample clips
+    res = compare_with_ct2(out, ct2_dir, [load(ROOT / "samples/en" / c) for c in clips], max_tokens=20)
     for c, r in zip(clips, res):
         assert r["encoder_cosine"] > 0.99999 and r["encoder_max_abs_diff"] < 0.02 * r["encoder_max_abs"], (c, r)
         assert r["hf_ids"] == r["ct2_ids"] and r["hf_text"], (c, r["hf_text"], r["ct2_text"])
@@ -67,13 +67,11 @@ def test_grass_model_loads_a_ct2_reference(ct2_dir, converted, monkeypatch):
     m = GrassModel(str(ct2_dir), TrainConfig(), GrassConfig(whisper=str(ct2_dir)), "en")
     assert m.model.config.d_model == 512
     # the converted decoder reads CTranslate2's encoder states of a 10 s window (grass.encoder_backend ctranslate2)
-    import numpy as np
-
     from pipeline.core.audio import load
     from pipeline.train.encoders import CT2WhisperEncoder
 
-    a = load(ROOT / "samples/en/audio/human_alsa_channels.wav")[:160000]
-    states = CT2WhisperEncoder(str(ct2_dir)).encode([np.pad(a, (0, 160000 - len(a)))], trim=False)[0]
+    a = load(ROOT / "samples/en/audio/human_alsa_channels.wav")
+    states = CT2WhisperEncoder(str(ct2_dir)).encode([a], trim=False, fixed_window_s=10.0)[0]
     assert states.shape == (500, 512)
     text = m.generate(m.prefix(""), m.torch.from_numpy(states)[None], 20)[0]
     assert "front" in text.lower() and "right" in text.lower(), text

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.config import Profile
-from pipeline.core.audio import SAMPLE_RATE
 from pipeline.train.common import TrainError, torch_module
 from pipeline.train.data import Example, decode_audio
 from pipeline.train.grass.config import FORMAT, TRAIN_OVERRIDES, GrassConfig, grass_config
@@ -85,9 +84,7 @@ class GrassRun(TrainRun):
                 raise TrainError(f"grass.encoder_backend ctranslate2 needs a CTranslate2 whisper, not {self.grass.whisper!r}")
             self._ct2 = CT2WhisperEncoder(self.grass.whisper, self.cfg.encoder_compute_type, self.cfg.threads,
                                           "cuda" if self.cfg.device.startswith("cuda") else "cpu")
-        n = int(round(self.grass.encoder_window_s * SAMPLE_RATE))
-        win = [np.pad(w[:n], (0, max(0, n - len(w[:n])))) for w in waves]  # every clip in the one window
-        out = self._ct2.encode(win, trim=False)
+        out = self._ct2.encode(waves, trim=False, fixed_window_s=self.grass.encoder_window_s)  # every clip in one window
         return model.torch.from_numpy(np.stack(out)).to(model.device)
 
     def states(self, model: GrassModel, examples: list[Example]):
