@@ -60,7 +60,7 @@ def task_groups(ids: list[int], profile: Profile) -> list[list[int]]:
     ``orchestration.max_tasks`` tasks, so 10^5 small shards do not become 10^5 task runs for the server and
     the Dask scheduler to track. A task runs its shards one after another (each claimed, skipped when done)."""
     o = profile.orchestration
-    per = getattr(o, "shards_per_task", None) or max(1, -(-len(ids) // max(1, getattr(o, "max_tasks", 1000))))
+    per = o.shards_per_task or max(1, -(-len(ids) // o.max_tasks))
     return [ids[i:i + per] for i in range(0, len(ids), per)]
 
 

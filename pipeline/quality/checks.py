@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 
 from pipeline.core.config import LLMConfig
@@ -100,22 +101,26 @@ def truncation(s: Subject) -> Failure | None:
     return None
 
 
+def four_grams(text: str) -> Counter:
+    w = normalize(text).split()
+    return Counter(tuple(w[i:i + 4]) for i in range(len(w) - 3))
+
+
 def repetition(s: Subject, cfg: LLMConfig) -> Failure | None:
     text = s.response
     sents = [normalize(x) for x in SENTENCE.split(text) if len(x.split()) >= 4]
     dup = {x for x in sents if sents.count(x) > 1}
-    words = normalize(text).split()
-    grams = [tuple(words[i:i + 4]) for i in range(len(words) - 3)]
-    share = 1 - len(set(grams)) / len(grams) if grams else 0.0
+    grams = four_grams(text)
+    n = sum(grams.values())
+    share = 1 - len(grams) / n if n else 0.0
     raw = text.encode()
     ratio = len(raw) / max(1, len(zlib.compress(raw))) if len(raw) >= 100 else 1.0
     s.scores.update(repeated_4gram_share=round(share, 3), compression_ratio=round(ratio, 3))
     if dup:
         return "repetition", f"the same sentence {len(dup)}x repeated: {sorted(dup)[0][:60]!r}"
     if s.task == "description":  # a phrase said twice ("in a clean recording, ... in a clean recording") that the
-        tw = normalize(s.transcript).split()  # transcript does not repeat
-        tgrams = [tuple(tw[i:i + 4]) for i in range(len(tw) - 3)]
-        again = sorted({g for g in grams if grams.count(g) > 1 and tgrams.count(g) < 2})
+        tgrams = four_grams(s.transcript)  # transcript does not repeat
+        again = sorted(g for g, k in grams.items() if k > 1 and tgrams[g] < 2)
         if again:
             return "repetition", f"the phrase {' '.join(again[0])!r} is said twice"
     if share > cfg.max_repeated_ngram_share:
@@ -339,7 +344,7 @@ def qa_rules(s: Subject, cfg: LLMConfig) -> Failure | None:
     qw = lx.tokens(q)
     if len(qw) < 3 or not q.endswith("?") or not (lx.WH_START.search(q) or lx.AUX_START.search(q)):
         return "malformed_question", f"not a well-formed question: {q[:60]!r}"
-    if lx.AUX_START.search(q) and normalize(a).split()[:1] in (["yes"], ["no"]) and len(lx.tokens(a)) <= 2:
+    if lx.AUX_START.search(q) and aw_yes_no(a) and len(lx.tokens(a)) <= 2:
         return "yes_no", "a yes/no question answered by a bare yes or no"
     said = set(lx.tokens(s.transcript))
     if {"you", "your", "yourself"} & set(qw) and not {"you", "your"} & said:
@@ -408,8 +413,7 @@ def answer_elsewhere(q: str, a: str, transcript: str) -> Failure | None:
         return None  # the answer is no span of one clause: the round trip judges it
     best = [i for i, st in enumerate(sets) if len(ans & st) == top]
     if not any(rest & sets[i] for i in best):
-        best = best[0]
-        return "answer_elsewhere", (f"the answer comes from the clause {clauses[best].strip()[:60]!r}, which shares no "
+        return "answer_elsewhere", (f"the answer comes from the clause {clauses[best[0]].strip()[:60]!r}, which shares no "
                                     f"content word with the question")
     return None
 

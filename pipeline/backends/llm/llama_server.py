@@ -99,12 +99,12 @@ def _die_with_parent() -> None:  # runs in the child before exec: SIGTERM when t
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _stop(proc: subprocess.Popen | None, owner: int) -> None:
+def _stop(proc: subprocess.Popen | None, owner: int, wait_s: float = 10.0) -> None:
     if proc is None or os.getpid() != owner or proc.poll() is not None:
         return
     proc.terminate()
     try:
-        proc.wait(10)
+        proc.wait(wait_s)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -333,12 +333,7 @@ def local_llama_server(model: str, n_threads: int = 2, n_ctx: int = 2048, port: 
                     time.sleep(0.25)
             yield base
         finally:
-            p.terminate()
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            _stop(p, os.getpid(), wait_s=15)
 
 
 __all__ = ["LlamaServer", "LlamaServerEngine", "LlamaServerError", "find_server_binary", "local_llama_server", "cached_binary"]
