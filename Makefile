@@ -6,6 +6,11 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 WHEELS := $(HOME)/.cache/speechinstruct/wheels
 LLAMA_CPP_VERSION := 0.3.36
+# llama.cpp's CPU kernels are built for the instruction sets this CPU has (AVX-512/VNNI where present); the wheel is
+# cached per set, so a cache shared by different machines never hands one a wheel its CPU cannot run
+LLAMA_CPU_ARGS := $(shell sh scripts/llama_cpu_flags.sh)
+LLAMA_CPU_TAG := $(shell sh scripts/llama_cpu_flags.sh --tag)
+LLAMA_WHEELS := $(WHEELS)/llama-cpp-python-$(LLAMA_CPP_VERSION)-$(LLAMA_CPU_TAG)
 # llama.cpp's llama-server (the embedded LLM engine llm.backend llama-cpp), built from the same sdist's vendor/llama.cpp
 LLAMA_SERVER := $(HOME)/.cache/speechinstruct/bin/llama-server-$(LLAMA_CPP_VERSION)
 PROFILES := $(sort $(basename $(notdir $(wildcard config/profiles/*.yaml))))
@@ -29,7 +34,7 @@ help:
 	@echo "make bench                  benchmarks (bench/*.py)"
 	@echo "make bench-train            speech-LM benchmark: corpus from the TTS backends, train, score (bench/results/bench_train.md)"
 
-setup: system-deps $(VENV)/.installed $(LLAMA_SERVER)
+setup: system-deps $(VENV)/.installed $(VENV)/.llama-cpp-$(LLAMA_CPU_TAG) $(LLAMA_SERVER)
 	$(PY) -m pipeline models assemble
 
 system-deps:
@@ -39,10 +44,16 @@ system-deps:
 	   $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends ffmpeg libsndfile1 espeak-ng >/dev/null; fi
 
 # The llama.cpp binding has no binary wheel on the registry: build it once (~4 min on 2 cores), keep the wheel.
-$(WHEELS)/.llama-cpp-python-$(LLAMA_CPP_VERSION):
-	mkdir -p $(WHEELS)
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF" \
-	  $(PIP) wheel --no-deps -w $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
+$(LLAMA_WHEELS)/.built:
+	mkdir -p $(LLAMA_WHEELS)
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) CMAKE_ARGS="$(LLAMA_CPU_ARGS) -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF" \
+	  $(PIP) wheel --no-deps --no-cache-dir -w $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	touch $@
+
+# that wheel in the venv (again when the CPU's instruction sets, hence the wheel, change)
+$(VENV)/.llama-cpp-$(LLAMA_CPU_TAG): $(LLAMA_WHEELS)/.built | $(VENV)/.installed
+	$(PIP) install -q --no-deps --force-reinstall --no-index --find-links $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	rm -f $(VENV)/.llama-cpp-*
 	touch $@
 
 # llama-server from the llama.cpp sources inside the llama-cpp-python sdist (~7 min CPU on 2 cores), built once and
@@ -66,18 +77,18 @@ $(LLAMA_SERVER): | $(VENV)/bin/python
 $(VENV)/bin/python:
 	$(PY_SYS) -m venv $(VENV)
 
-$(VENV)/.installed: $(VENV)/bin/python requirements/base.txt requirements/constraints.txt requirements/nodeps.txt pyproject.toml | $(WHEELS)/.llama-cpp-python-$(LLAMA_CPP_VERSION)
+$(VENV)/.installed: $(VENV)/bin/python requirements/base.txt requirements/constraints.txt requirements/nodeps.txt pyproject.toml | $(LLAMA_WHEELS)/.built
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -r requirements/base.txt -c requirements/constraints.txt
 	$(PIP) install -q --no-deps -r requirements/nodeps.txt
 	# the registry's torchaudio 2.11 is a CUDA build: without its .so files it runs in pure-Python mode on CPU
 	rm -f $(VENV)/lib/python*/site-packages/torchaudio/lib/*.so
-	$(PIP) install -q --no-deps --no-index --find-links $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	$(PIP) install -q --no-deps --no-index --find-links $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
 	$(PIP) install -q --no-deps -e .
 	$(PY) -c "import torch, torchaudio, llama_cpp, faster_whisper, whisper, piper, prefect, datasets, transformers, speechbrain, pyannote.audio; assert torch.__version__.startswith('2.13.0') and '+cpu' in torch.__version__, torch.__version__"
 	touch $@
 
-$(WHEELS)/.llama-cpp-python-$(LLAMA_CPP_VERSION): | $(VENV)/bin/python
+$(LLAMA_WHEELS)/.built: | $(VENV)/bin/python
 
 # LANG is also the locale variable (e.g. C.UTF-8): only a LANG given on the command line counts.
 dataset: check-lang

@@ -3,15 +3,17 @@
 throughput (default): the same requests (the llm stage's shapes: DeSTA2 descriptions, and QA pairs as
 schema-constrained JSON), in one process and one run, through
   - the old path: ``llama-cpp-inprocess`` (llama-cpp-python ``create_chat_completion``, one sequence at a time);
-  - the new path: ``llama-cpp`` (a private llama-server, ``--slots`` sequences decoded together, prefix cache,
-    driven by the ``openai`` client that also talks to ``vllm serve``).
+  - the new path: ``llama-cpp-batched`` (in process, ``--slots`` sequences per llama_decode step, shared prompt
+    prefixes decoded once and copied, a sampler and a JSON grammar per sequence);
+  - with ``--server``: ``llama-cpp`` (a private llama-server with ``--slots`` slots, driven by the ``openai``
+    client that also talks to ``vllm serve``), the other route, for comparison.
 Both answer sets are checked (same count, every JSON answer parses and matches its schema, no empty
 description). Also printed: the physical bound, i.e. the weight bytes read per decode step (the GGUF's
 tensors; the token-embedding table is looked up, not read, when the model has its own output matrix)
 and this machine's measured memory read bandwidth: one sequence cannot decode faster than
 bandwidth / bytes, a batch of B sequences shares one read of the weights per step.
 
-    python bench/bench_llm.py [--model embedded:qwen2.5-0.5b-instruct-q4_k_m] [--n 16] [--slots 8]
+    python bench/bench_llm.py [--model embedded:qwen2.5-0.5b-instruct-q4_k_m] [--n 16] [--slots 8] [--server]
 
 The last line is ``llm batched speedup: <x>x (<new> tok/s vs <old> tok/s, <n> requests)`` (completion
 tokens per second of wall time). The machine may be shared: the ratio within one run is what counts.
@@ -20,7 +22,7 @@ quality: run the llm stage (descriptions, QA, label tasks, rule filters, judge, 
 utterance shards of a run (``<out>/<lang>/_work/asr/part-*.parquet``) and print rows per task,
 reject reasons and judge pass rates.
 
-    python bench/bench_llm.py quality --asr-dir data/en/_work/asr [--model ...] [--n-qa 3]
+    python bench/bench_llm.py quality --asr-dir data/en/_work/asr --profile en [--backend llama-cpp-inprocess]
 """
 from __future__ import annotations
 
@@ -154,17 +156,27 @@ def throughput(a) -> None:
     print(results[-1], flush=True)
     del old
 
-    new = load_llm(cfg.model_copy(update={"backend": "llama-cpp"}))
+    new = load_llm(cfg.model_copy(update={"backend": "llama-cpp-batched"}))
     try:
         new.chat(reqs[:1])
-        results.append(("llama-cpp (llama-server)", f"{a.slots} slots", measure(new, reqs)))
+        results.append(("llama-cpp-batched", f"{a.slots} slots", measure(new, reqs)))
         print(results[-1], flush=True)
-        if a.single:  # the same server, one request in flight: how much is batching, how much the server
-            new.concurrency = 1
-            results.append(("llama-cpp (llama-server)", "1 in flight", measure(new, reqs)))
-            print(results[-1], flush=True)
     finally:
         new.close()
+    del new
+
+    if a.server:  # route a of the issue, for the record: llama-server with slots, through the openai client
+        srv = load_llm(cfg.model_copy(update={"backend": "llama-cpp"}))
+        try:
+            srv.chat(reqs[:1])
+            results.append(("llama-cpp (llama-server)", f"{a.slots} slots", measure(srv, reqs)))
+            print(results[-1], flush=True)
+            if a.single:  # the same server, one request in flight: how much is batching, how much the server
+                srv.concurrency = 1
+                results.append(("llama-cpp (llama-server)", "1 in flight", measure(srv, reqs)))
+                print(results[-1], flush=True)
+        finally:
+            srv.close()
 
     print(f"\nmodel {a.model} ({os.path.getsize(path) / 1e6:.0f} MB), {len(reqs)} requests "
           f"({a.n // 2} descriptions, {a.n - a.n // 2} QA JSON x{a.n_qa}), n_threads {a.threads}, "
@@ -195,9 +207,15 @@ def quality(a) -> None:
 
     from pipeline.stages.llm.stage import LlmStage
 
-    cfg = LLMConfig(model=a.model, n_threads=a.threads, n_qa=a.n_qa, max_tokens=a.max_tokens, retries=a.retries)
+    cfg = LLMConfig(model=a.model, backend=a.backend, n_threads=a.threads, slots=a.slots, n_qa=a.n_qa,
+                    max_tokens=a.max_tokens, retries=a.retries)
+    if a.profile:  # the llm section of a profile (prompts' language, checks, sampling), model/backend/slots from here
+        from pipeline.core.config import load_profile
+
+        prof = load_profile(a.profile)
+        cfg = prof.llm.model_copy(update={"model": a.model, "backend": a.backend, "slots": a.slots})
     eng = load_llm(cfg)
-    gen = LlmStage(cfg, eng, "bench")
+    gen = LlmStage(cfg, eng, "bench", language=prof.language if a.profile else None)  # noqa: F821 (prof set with a.profile)
     rows_by_task, rejects, n_utts = collections.Counter(), [], 0
     kept = []
     t0 = time.perf_counter()
@@ -212,8 +230,13 @@ def quality(a) -> None:
               f"({time.perf_counter() - t0:.0f} s): {dict(collections.Counter(r['reason'] for r in rej))}", flush=True)
     dt = time.perf_counter() - t0
     u = eng.usage.snapshot()
-    print(f"\n{n_utts} utterances in {dt:.0f} s ({n_utts / dt:.3f} utt/s); LLM requests {u['requests']}, "
-          f"completion tokens {u['completion_tokens']} ({u['completion_tokens'] / dt:.1f} tok/s), prompt tokens {u['prompt_tokens']}")
+    print(f"\n{cfg.backend}: {n_utts} utterances in {dt:.0f} s ({dt / max(n_utts, 1):.1f} s per utterance); LLM requests {u['requests']}, "
+          f"completion tokens {u['completion_tokens']} ({u['completion_tokens'] / dt:.1f} tok/s), prompt tokens {u['prompt_tokens']} "
+          f"({u['cached_prompt_tokens']} from shared prefixes)")
+    if hasattr(eng, "steps"):
+        st = eng.steps
+        print(f"decode steps {st['steps']}: {st['sequences'] / max(st['steps'], 1):.1f} sequences per step on average "
+              f"(of {cfg.slots} slots), {st['prompt_tokens']} prompt tokens read")
     print("rows per task:", dict(sorted(rows_by_task.items())))
     print("rejects:", dict(collections.Counter(r["reason"] for r in rejects).most_common()))
     judged = [r for r in kept if r.get("judge_groundedness") is not None]
@@ -240,9 +263,12 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=120, help="description max_tokens (the en profile's)")
     ap.add_argument("--qa-tokens-per-pair", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--slots", type=int, default=8, help="throughput: llama-server slots of the new path")
-    ap.add_argument("--single", action="store_true", help="throughput: also run the server with 1 request in flight")
+    ap.add_argument("--slots", type=int, default=16, help="sequences decoded together by the new path (the profiles' llm.slots)")
+    ap.add_argument("--server", action="store_true", help="throughput: also run llama-server (llm.backend llama-cpp)")
+    ap.add_argument("--single", action="store_true", help="throughput, with --server: also 1 request in flight")
     ap.add_argument("--asr-dir", help="quality: folder of utterance shards (…/_work/asr)")
+    ap.add_argument("--backend", default="llama-cpp-batched", help="quality: llm.backend")
+    ap.add_argument("--profile", help="quality: take the llm section of this profile (e.g. en)")
     ap.add_argument("--n-qa", type=int, default=3)
     ap.add_argument("--retries", type=int, default=2)
     ap.add_argument("--dump", help="quality: write kept rows and rejects as JSON here")

@@ -20,18 +20,21 @@ from tqdm.auto import tqdm
 
 from pipeline.core.config import Profile
 from pipeline.run.runner import STAGES as STAGE_ORDER
-from pipeline.run.runner import Run, previous, process_shard, release_workers
+from pipeline.run.runner import Run, previous, process_shard, release_workers, stage_class
+from pipeline.stages.base import in_flight
 from pipeline.run.preview import Eta
 
 
-def task_runner(profile: Profile):
+def task_runner(profile: Profile, stage: str | None = None):
+    """The stage flow's task runner: Dask worker processes, or a thread pool of orchestration.workers threads
+    (at least as many as the stage keeps shards in work at once, e.g. llm.shards_in_flight)."""
     o = profile.orchestration
     if o.task_runner == "dask":
         from prefect_dask import DaskTaskRunner
 
         return DaskTaskRunner(cluster_class="distributed.LocalCluster",
                               cluster_kwargs={"n_workers": o.workers, "threads_per_worker": 1, "processes": True})
-    return ThreadPoolTaskRunner(max_workers=o.workers)
+    return ThreadPoolTaskRunner(max_workers=max(o.workers, in_flight(stage_class(stage), profile) if stage else 1))
 
 
 def _fingerprint(path: Path) -> str:
@@ -136,7 +139,7 @@ def shards_flow(profile: Profile, output_dir: str | None = None, report: bool = 
 def run_stages(profile: Profile, output_dir: str | None, report: bool, stages=STAGE_ORDER) -> dict:
     summaries = []
     for stage in stages:
-        summaries.append(STAGE_FLOWS[stage].with_options(task_runner=task_runner(profile))(profile, output_dir))
+        summaries.append(STAGE_FLOWS[stage].with_options(task_runner=task_runner(profile, stage))(profile, output_dir))
     return shards_flow(profile, output_dir, report, summaries, list(stages))
 
 

@@ -139,8 +139,9 @@ class ASRConfig(_M):
 
 
 class LLMConfig(_M):
-    # llama-cpp: llama.cpp's llama-server with slots (CPU default); llama-cpp-inprocess: llama-cpp-python in process
-    backend: Literal["llama-cpp", "llama-cpp-inprocess", "vllm", "openai"] = "llama-cpp"
+    # llama-cpp-batched: llama.cpp in process, slots sequences per decode step (CPU default); llama-cpp: llama.cpp's
+    # llama-server with slots; llama-cpp-inprocess: llama-cpp-python's create_chat_completion, one at a time
+    backend: Literal["llama-cpp", "llama-cpp-batched", "llama-cpp-inprocess", "vllm", "openai"] = "llama-cpp-batched"
     model: str = "embedded:qwen2.5-0.5b-instruct-q4_k_m"  # production: e.g. "Qwen/Qwen2.5-7B-Instruct"
     n_ctx: int = 2048
     n_threads: int = 2
@@ -150,8 +151,11 @@ class LLMConfig(_M):
     seed: int = 1234
     retries: int = 2  # extra attempts for malformed JSON before the row is rejected
     structured_output: bool = True  # constrain JSON answers by their schema (grammar / guided decoding)
-    # llama-cpp (llama-server) knobs: sequences decoded together (= requests in flight; KV cache = slots * n_ctx)
-    slots: int = Field(8, ge=1, le=64)
+    # llama-cpp-batched and llama-cpp (llama-server): sequences decoded together (KV cache = slots * n_ctx tokens)
+    slots: int = Field(16, ge=1, le=64)
+    # shards the llm stage works on at once in one process, when its engine takes calls from several threads
+    # (llama-cpp-batched, llama-cpp, openai): their requests share the decode steps, so the slots stay full
+    shards_in_flight: int = Field(2, ge=1, le=16)
     server_binary: str | None = None  # None: $SPEECHINSTRUCT_LLAMA_SERVER, the `make setup` build, llama-server on PATH
     server_fallback: bool = True  # binary missing => in-process engine with a warning (False: an error)
     server_cache_ram_mib: int = 512  # llama-server's host-RAM prompt cache (bounded: memory stays flat)

@@ -13,6 +13,8 @@ import contextlib
 import threading
 import time
 from collections import defaultdict
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 
 from tqdm.auto import tqdm
 
@@ -22,6 +24,7 @@ from pipeline.run import claims
 from pipeline.run.plan import PlanMismatch, Run, RunBusy, previous, stage_class  # noqa: F401 (API)
 from pipeline.run.preview import Eta
 from pipeline.stages import ORDER
+from pipeline.stages.base import in_flight
 
 STAGES = ORDER  # every stage, in run order
 POLL_S = 0.25  # how often a process waiting for another one's shard looks again
@@ -98,11 +101,13 @@ def process_shard(run: Run, stage: str, k: int, wait: bool = True) -> dict:
             time.sleep(POLL_S)
             continue
         try:
-            with _locks[stage]:
+            obj = worker(stage, run.profile)
+            # a stage that says it is thread-safe runs several shards at once; others take turns on their models
+            with contextlib.nullcontext() if getattr(obj, "thread_safe", False) else _locks[stage]:
                 if run.done(stage, k):
                     return {"shard": k, "skipped": True}
                 t0 = time.time()
-                rows, rejects = worker(stage, run.profile).process(_inputs(run, stage, k))
+                rows, rejects = obj.process(_inputs(run, stage, k))
                 if not claim.mine():  # judged stale and taken over meanwhile: the taker writes it
                     continue
                 n = run.write_shard(stage, k, rows, rejects)
@@ -115,19 +120,23 @@ def process_shard(run: Run, stage: str, k: int, wait: bool = True) -> dict:
 
 def run_stage(run: Run, stage: str, progress: bool = True) -> dict:
     """Run a stage over all its pending shards, with a progress bar: first every shard no other process
-    holds, then wait for (or take over) the shards other processes are still working on."""
+    holds, then wait for (or take over) the shards other processes are still working on. A thread-safe stage
+    (the llm stage on an engine that batches across calls) has ``shards_in_flight`` shards in work at once."""
     todo = run.pending(stage)
     t0 = time.time()
     n_ids = len(run.shard_ids(stage))
     totals = {"stage": stage, "shards": n_ids, "done_before": n_ids - len(todo), "rows": 0, "rejects": 0, "by_others": 0}
-    with tqdm(total=len(todo), desc=f"{stage:>8}", unit="shard", disable=not progress or not todo) as bar:
+    width = in_flight(stage_class(stage), run.profile) if todo else 1
+    with tqdm(total=len(todo), desc=f"{stage:>8}", unit="shard", disable=not progress or not todo) as bar, \
+            ThreadPoolExecutor(width, thread_name_prefix=f"{stage}-shard") as pool:
         busy = []
         eta = Eta.start(run, stage, todo) if progress and todo else None  # remaining time by rows (preview.Eta)
         if eta:
             bar.set_postfix(eta=eta.update(None, 0.0))
         for wait, ks in ((False, todo), (True, None)):
-            for k in (ks if ks is not None else busy):
-                c = process_shard(run, stage, k, wait=wait)
+            ks = list(ks if ks is not None else busy)
+            # at most `width` shards in work: the next one starts when one is written (memory stays flat)
+            for k, c in _in_flight(pool, width, ks, lambda k, w=wait: process_shard(run, stage, k, wait=w)):
                 if "busy" in c:
                     busy.append(k)
                     continue
@@ -141,6 +150,28 @@ def run_stage(run: Run, stage: str, progress: bool = True) -> dict:
     if todo:
         run.add_timing(stage, time.time() - t0)
     return totals
+
+
+def _in_flight(pool: ThreadPoolExecutor, width: int, ks: list[int], fn):
+    """Yield (k, fn(k)) for every k, in completion order, with at most ``width`` calls running at once
+    (width 1: in order, in this thread)."""
+    if width <= 1:
+        for k in ks:
+            yield k, fn(k)
+        return
+    pending, it = {}, iter(ks)
+    for k in it:
+        pending[pool.submit(fn, k)] = k
+        if len(pending) >= width:
+            break
+    while pending:
+        done, _ = futures.wait(pending, return_when=futures.FIRST_COMPLETED)
+        for f in done:
+            k = pending.pop(f)
+            yield k, f.result()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending[pool.submit(fn, nxt)] = nxt
 
 
 @contextlib.contextmanager

@@ -31,13 +31,13 @@ CITY_SCHEMA = {"type": "object", "properties": {"city": {"type": "string", "enum
 
 def test_registry_names_every_configurable_backend():
     assert (set(LLM.names()) == set(LLMConfig.model_fields["backend"].annotation.__args__)
-            == {"llama-cpp", "llama-cpp-inprocess", "vllm", "openai"})
+            == {"llama-cpp", "llama-cpp-batched", "llama-cpp-inprocess", "vllm", "openai"})
     for entry in LLM:
         if not entry.missing():
             cls = entry.load()
             assert cls.name == entry.name and callable(getattr(cls, "from_config", None)) and callable(cls.chat)
             assert callable(getattr(cls, "complete", None))
-    with pytest.raises(UnknownBackend, match="known: llama-cpp, llama-cpp-inprocess, vllm, openai"):
+    with pytest.raises(UnknownBackend, match="known: llama-cpp, llama-cpp-batched, llama-cpp-inprocess, vllm, openai"):
         load_llm(LLMConfig.model_construct(backend="nope"))
     with pytest.raises(ValueError, match="base_url is required"):
         load_llm(LLMConfig(backend="openai"))
@@ -53,11 +53,11 @@ def no_server_binary(monkeypatch, tmp_path):
 
 def test_missing_binary_is_a_clear_error_or_a_logged_fallback(no_server_binary, caplog):
     with pytest.raises(LlamaServerError, match="llama-server not found .*make setup"):
-        load_llm(LLMConfig(model=SMOL, server_fallback=False))
+        load_llm(LLMConfig(model=SMOL, backend="llama-cpp", server_fallback=False))
     with pytest.raises(LlamaServerError, match="not an executable"):
-        load_llm(LLMConfig(model=SMOL, server_binary="/nonexistent/llama-server"))
+        load_llm(LLMConfig(model=SMOL, backend="llama-cpp", server_binary="/nonexistent/llama-server"))
     with caplog.at_level(logging.WARNING, logger="pipeline.backends.llm.llama_server"):
-        eng = load_llm(LLMConfig(model=SMOL))
+        eng = load_llm(LLMConfig(model=SMOL, backend="llama-cpp"))
     assert isinstance(eng, LlamaCppEngine) and eng.name == "llama-cpp-inprocess"
     assert any("llama-server not found" in r.message and "in-process" in r.message for r in caplog.records)
 
@@ -70,7 +70,7 @@ def test_make_setup_built_the_server():
 # ---- the embedded engine: a real llama-server on the profile's GGUF -----------------------------------
 @pytest.fixture(scope="module")
 def engine():
-    eng = load_llm(LLMConfig(model=QWEN, slots=3, n_ctx=512, server_restarts=1))
+    eng = load_llm(LLMConfig(model=QWEN, backend="llama-cpp", slots=3, n_ctx=512, server_restarts=1))
     assert isinstance(eng, LlamaServerEngine)
     yield eng
     eng.close()
@@ -165,7 +165,7 @@ def test_server_that_cannot_start_fails_clearly(tmp_path):
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"not a gguf file")
     with pytest.raises(LlamaServerError, match="exited with code .* while starting"):
-        load_llm(LLMConfig(model=str(bad), slots=1))
+        load_llm(LLMConfig(model=str(bad), backend="llama-cpp", slots=1))
 
 
 # ---- OpenAI-compatible engine against a real local llama_cpp.server (json_object fallback) -------------

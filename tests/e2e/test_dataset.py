@@ -80,7 +80,7 @@ def test_ids_unique_and_instructions_cover_utterances(built, test_profile):
     for r in desc:
         assert r["seed_description"].startswith("[00:00-") and "Duration:" in r["seed_description"]
         assert r["messages"][0]["content"].startswith("<|AUDIO|>") and r["messages"][1]["content"] == r["response"]
-        assert r["engine"] == "llama-cpp" and r["prompt_hash"] and json.loads(r["sampling_json"])["temperature"] == 0.7
+        assert r["engine"] == "llama-cpp-batched" and r["prompt_hash"] and json.loads(r["sampling_json"])["temperature"] == 0.7
         if test_profile.llm.judge:
             assert r["judge_groundedness"] >= test_profile.llm.judge_min_score and r["judge_json"]
         else:  # en.yaml turns the embedded judge off (ROC AUC below 0.75 on bench/data/filter_dev.jsonl)

@@ -42,7 +42,7 @@ def test_judge_scores_are_schema_constrained_json(smol):
     assert reason == "judge_low" and "groundedness 5/5, usefulness 4/5" in detail and "threshold 5" in detail
     assert judge.verdict(c) is None
     prov = json.loads(judge.provenance(c))
-    assert prov["model_id"] == SMOL and prov["engine"] == "llama-cpp" and len(prov["prompt_hash"]) == 16
+    assert prov["model_id"] == SMOL and prov["engine"] == "llama-cpp-batched" and len(prov["prompt_hash"]) == 16
 
 
 def test_probability_judge_reads_p_yes_from_the_first_token(smol):

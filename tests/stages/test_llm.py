@@ -68,7 +68,7 @@ def test_qwen_generates_grounded_rows(qwen, qwen_out):
         assert tasks["qa"]["grounding"] >= 0.5 and tasks["qa"]["text_source"] == "reference"
     for r in rows:
         if r["task"] in ("description", "qa"):  # provenance of every generated row
-            assert r["model_id"] == cfg.model and r["engine"] == "llama-cpp" and r["seed"] > 0
+            assert r["model_id"] == cfg.model and r["engine"] == "llama-cpp-batched" and r["seed"] > 0
             assert len(r["prompt_hash"]) == 16 and json.loads(r["sampling_json"])["temperature"] == cfg.temperature
             assert r["messages"][0]["content"] == "<|AUDIO|>\n" + r["prompt"]
             prov = json.loads(r["model_json"])  # provenance names what the weights are, not only the reference

@@ -3,7 +3,8 @@
 An engine takes a batch of chat requests and returns the raw texts in request order; it counts
 requests and prompt/completion tokens in ``engine.usage`` (for benchmarks). Engines also have
 ``complete(requests) -> list[Completion]`` (text, finish_reason, token counts, top log-probs), of which
-``chat`` is the texts; callers that need only texts keep using ``chat``.
+``chat`` is the texts; callers that need only texts keep using ``chat``. An engine with ``thread_safe = True``
+takes calls from several threads at once (the llm stage then sends descriptions and QA together).
 """
 from __future__ import annotations
 

@@ -26,6 +26,7 @@ class OpenAIEngine:
     """
 
     name = "openai"
+    thread_safe = True  # complete() may be called from several threads (each call has its own pool)
 
     def __init__(self, base_url: str | None, model: str, *, concurrency: int, timeout: float, response_format: str):
         if not base_url:

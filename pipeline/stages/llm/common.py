@@ -60,11 +60,32 @@ def generated_row(engine: LLMEngine, dataset: str, rid: str, row: dict, task: st
 _PROVENANCE: dict[tuple, str] = {}
 
 
+def _sha256(path: str, st) -> str:
+    """The file's sha256: from the ``<file>.sha256`` stamp the model cache writes after checking an embedded
+    model (when it is newer than the file), else computed (once per process: model_provenance caches it)."""
+    import hashlib
+    import os
+
+    stamp = path + ".sha256"
+    try:
+        if os.stat(stamp).st_mtime >= st.st_mtime:
+            digest = open(stamp).read().split()[0]
+            if len(digest) == 64:
+                return digest
+    except (OSError, IndexError):
+        pass
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def model_provenance(engine: LLMEngine) -> str:
     """JSON naming the model behind ``engine.model_id`` as the weights say: the file, its GGUF metadata
-    (``general.name``, ``general.basename``, ``general.size_label``, read with gguf's GGUFReader) and its
-    sha256. A hub name (no local file) is recorded as it is. Cached per file (path, size, mtime)."""
-    import hashlib
+    (``general.name``, ``general.basename``, ``general.size_label``, read from the header by
+    ``pipeline.core.gguf_meta``) and its sha256. A hub name (no local file) is recorded as it is. Cached per file
+    (path, size, mtime)."""
     import os
 
     ref = getattr(engine, "model_id", None) or ""
@@ -82,18 +103,13 @@ def model_provenance(engine: LLMEngine) -> str:
         info = {"ref": ref, "file": os.path.basename(path), "bytes": st.st_size}
         if path.endswith(".gguf"):
             try:
-                from gguf import GGUFReader
+                from pipeline.core.gguf_meta import gguf_strings
 
-                fields = GGUFReader(path).fields
+                fields = gguf_strings(path, {f"general.{k}" for k in ("name", "basename", "size_label", "finetune")})
                 for k in ("name", "basename", "size_label", "finetune"):
-                    f = fields.get(f"general.{k}")
-                    info[f"general_{k}"] = bytes(f.parts[f.data[0]]).decode("utf-8", "replace") if f else None
+                    info[f"general_{k}"] = fields.get(f"general.{k}")
             except Exception as e:  # noqa: BLE001 - unreadable metadata is recorded, not fatal
                 info["general_name"], info["metadata_error"] = None, f"{type(e).__name__}: {e}"
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
-        info["sha256"] = h.hexdigest()
+        info["sha256"] = _sha256(path, st)
         _PROVENANCE[key] = json.dumps(info, ensure_ascii=False)
     return _PROVENANCE[key]

@@ -93,12 +93,13 @@ class QualityFilter:
             keys = [(subjects[i].transcript, subjects[i].prompt) for i in live]
             if len(self._roundtrip) > 20000:  # bounded: a long run keeps only recent shards' answers
                 self._roundtrip.clear()
-            todo = list(dict.fromkeys(k for k in keys if k not in self._roundtrip))
+            known = {k: self._roundtrip[k] for k in keys if k in self._roundtrip}  # this call's own copy: another
+            todo = list(dict.fromkeys(k for k in keys if k not in known))   # thread may clear the cache meanwhile
             if todo:
                 for k, raw in zip(todo, self.engine.chat([roundtrip.request(cfg, *k) for k in todo])):
-                    self._roundtrip[k] = raw
+                    self._roundtrip[k] = known[k] = raw
             for i, k in zip(live, keys):
-                raw = self._roundtrip[k]
+                raw = known[k]
                 f1, f = roundtrip.compare(cfg, subjects[i].response, raw, subjects[i].prompt)
                 verdicts[i].scores.update(roundtrip_f1=round(f1, 3), roundtrip_answer=roundtrip.clean_answer(raw))
                 if f:

@@ -41,31 +41,36 @@ class QuestionAnswers:
         self.filter = QualityFilter(cfg, engine, prompts=(render(self.tmpl["qa_system.j2"], n=n),
                                                           render(self.tmpl["qa_user.j2"], transcript="", n=n)))
 
+    def request(self, it: dict, k: int, seed: int):
+        """The chat request for ``k`` pairs about the item's transcript (system prompt and schema for ``k``)."""
+        cfg = self.cfg
+        return chat_request(cfg, render(self.tmpl["qa_system.j2"], n=max(1, k)),
+                            render(self.tmpl["qa_user.j2"], transcript=it["transcript"], n=k), seed,
+                            qa_schema(k) if cfg.structured_output else None, k * cfg.qa_max_tokens_per_pair,
+                            cfg.qa_temperature)
+
     def generate(self, items: list[dict]) -> None:
         """Ask each utterance with a transcript for n QA pairs; keep the pairs that pass the rules and are
-        not the same question again; ask again (new seed, bounded) while slots are empty."""
+        not the same question again; ask again (new seed, bounded) for the pairs still missing."""
         cfg, n = self.cfg, self.cfg.n_qa
-        system = render(self.tmpl["qa_system.j2"], n=max(1, n))
         items = [it for it in items if it["transcript"]]
-        schema = qa_schema(n) if cfg.structured_output else None
-        max_tokens = n * cfg.qa_max_tokens_per_pair
         for it in items:
             it["accepted"], it["fails"] = [], []
         pending = list(items)
         for attempt in range(cfg.retries + 1):
             if not pending:
                 break
-            outs = generate(self.engine, [chat_request(cfg, system, render(self.tmpl["qa_user.j2"], transcript=it["transcript"], n=n),
-                                                       it["seed"] + attempt, schema, max_tokens, cfg.qa_temperature)
-                                          for it in pending])
+            # a retry asks only for the pairs still missing (fewer tokens, and the prompt's count is the one wanted)
+            want = [n - len(it["accepted"]) for it in pending]
+            outs = generate(self.engine, [self.request(it, k, it["seed"] + attempt) for it, k in zip(pending, want)])
             parsed = []
-            for it, (raw, _) in zip(pending, outs):
+            for it, k, (raw, _) in zip(pending, want, outs):
                 pairs, fail = parse_qa_pairs(raw)
                 if fail:
                     it["fails"].append((*fail, raw))
                     continue
-                if len(pairs) < n:
-                    it["fails"].append(("too_few_pairs", f"{len(pairs)} pair(s) in the reply, {n} asked for", raw))
+                if len(pairs) < k:
+                    it["fails"].append(("too_few_pairs", f"{len(pairs)} pair(s) in the reply, {k} asked for", raw))
                 parsed.append((it, pairs, raw))
             # the quality gate over every pair of this attempt in one batch (rules, then the QA round trip)
             subs = [subject(it, "qa", f"{it['row']['id']}-qa", qa.question.strip(), qa.answer.strip(), None)

@@ -14,6 +14,7 @@ and near-duplicate removal within the shard (``pipeline.quality.dedup``). Every 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 from pipeline.backends.llm import LLMEngine, load_llm
 from pipeline.core.config import LLMConfig, Profile
@@ -62,6 +63,24 @@ class LlmStage:
             self._judge = Judge(self.cfg, engine)
         return self._judge
 
+    @property
+    def thread_safe(self) -> bool:
+        """process() may run for several shards at once (the runner then keeps llm.shards_in_flight of them in
+        flight): true when the engine takes calls from several threads."""
+        return bool(getattr(self.engine, "thread_safe", False))
+
+    @classmethod
+    def in_flight(cls, profile: Profile) -> int:
+        """Shards the runner may give this stage at once in one process: llm.shards_in_flight when the
+        profile's engine takes calls from several threads (their requests then share decode steps), else 1."""
+        from pipeline.backends.llm import LLM
+
+        try:
+            safe = bool(getattr(LLM.get(profile.llm.backend), "thread_safe", False))
+        except Exception:  # noqa: BLE001 - a backend that cannot load says so when the stage is made
+            safe = False
+        return profile.llm.shards_in_flight if safe else 1
+
     def close(self) -> None:
         """Stop what the engines hold (llama-server subprocesses); the stage is not used after this."""
         judge = self._judge.engine if self._judge is not None else None
@@ -87,9 +106,16 @@ class LlmStage:
         utt = {row["id"]: row for row in rows}
         out, rejects = self.labels.process(rows, transcripts, seeds)
 
-        # ---- generation + rule filters
-        self.descriptions.generate(desc)
-        self.qa.generate(qa)
+        # ---- generation + rule filters; descriptions and QA at once where the engine takes calls from two threads
+        # (their requests then share the decode steps: the slots stay full while either side retries)
+        if desc and qa and getattr(self.engine, "thread_safe", False):
+            with ThreadPoolExecutor(1, thread_name_prefix="llm-qa") as pool:
+                qa_done = pool.submit(self.qa.generate, qa)
+                self.descriptions.generate(desc)
+                qa_done.result()
+        else:
+            self.descriptions.generate(desc)
+            self.qa.generate(qa)
         cands, rej = self.descriptions.collect(desc)
         rejects.extend(rej)
         more, rej = self.qa.collect(qa)
