@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pipeline.core.config import LLMConfig
 from pipeline.core.text import normalize, word_count
 from pipeline.quality import lexicon as lx
+from pipeline.quality.question_kinds import answer_kind, identity_of_a_named_span
+from pipeline.quality.retelling import question_as_statement, swapped_pronoun
 from pipeline.quality.text_rules import LEAK, REFUSAL, Failure, language_mismatch
 
 # reworded prompt text and meta talk about the generation task (the listener never saw any of it)
@@ -377,7 +379,7 @@ def qa_rules(s: Subject, cfg: LLMConfig) -> Failure | None:
     s.scores["grounding"] = round(g, 3)
     if g < cfg.qa_min_grounding:
         return "ungrounded", f"only {g:.0%} of the answer's content words occur in the transcript"
-    f = answer_elsewhere(q, a, s.transcript)
+    f = answer_kind(q, a) or identity_of_a_named_span(q, a, s.transcript) or answer_elsewhere(q, a, s.transcript)
     if f:
         return f
     if cfg.qa_extractive:
@@ -394,6 +396,10 @@ CAUSAL_A = re.compile(r"^\W*(?:because|since|so that|so|in order|due to|as a res
 GENERIC_Q = frozenset(lx.stem(w) for w in "happen happens happened thing things kind type purpose reason mean means".split())
 
 
+def _number_stems(text: str) -> set[str]:
+    return {lx.stem(w) for w in lx.tokens(text) if lx.number_value(w) is not None}
+
+
 def answer_elsewhere(q: str, a: str, transcript: str) -> Failure | None:
     """The answer is taken from one clause of the transcript and the question is about another one ("What is the
     kettle boiling?" -> "fresh biscuits" from "The kettle is boiling, and there are fresh biscuits ..."): the
@@ -401,7 +407,7 @@ def answer_elsewhere(q: str, a: str, transcript: str) -> Failure | None:
     clauses = [c for c in CLAUSE.split(transcript) if c.strip()]
     if len(clauses) < 2:
         return None
-    ans = set(lx.content_stems(a, lx.DESCRIBING))
+    ans = set(lx.content_stems(a, lx.DESCRIBING)) | _number_stems(a)  # "noon", "four" count as what the answer names
     rest = set(lx.content_stems(q, lx.DESCRIBING)) - ans - GENERIC_Q
     if not ans or not rest:
         return None
@@ -507,7 +513,9 @@ def rule_check(s: Subject, cfg: LLMConfig, sentences: list[set[str]], examples: 
         return _basic_rules(s, cfg, lang)
     seed = parse_seed(s.seed_description)
     if s.task == "description":
-        return (voice_of_assistant(s) or consistency(s, seed) or uninformative(s, cfg)
+        return (voice_of_assistant(s) or consistency(s, seed) or swapped_pronoun(s.transcript, s.response)
+                or question_as_statement(s.transcript, s.response)
+                or uninformative(s, cfg)
                 or invented(s, f"{s.seed_description} {s.transcript}") or novel_content(s, cfg))
     return invented(s, s.transcript) or qa_rules(s, cfg)
 

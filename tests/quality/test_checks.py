@@ -120,6 +120,63 @@ def test_answer_from_another_clause_than_the_question():
         assert ok.keep, (q, ok.reason, ok.detail)
 
 
+def _qa(t: str, q: str, a: str):
+    seed = f"[00:00-00:04] {t} (Gender: Male, Pitch: low pitch, Speaking speed: normal speed, SNR: clean, Duration: 4s)"
+    return verdict("qa", a, q, transcript=t, seed=seed)
+
+
+def test_what_is_questions_about_a_span_the_transcript_only_names():
+    cards = "Eight of spades, four of clubs, seven of hearts."
+    for q, a in (("What are the four of clubs?", "seven of hearts"), ("What is the eight of spades?", "four of clubs")):
+        v = _qa(cards, q, a)
+        assert not v.keep and v.reason == "odd_question" and "only names it" in v.detail, (q, v.reason, v.detail)
+    tin = "The kettle is boiling, and there are fresh biscuits in the blue tin on the shelf."
+    v = _qa(tin, "What are the fresh biscuits in the blue tin?", "on the shelf")
+    assert not v.keep and v.reason == "odd_question", (v.reason, v.detail)
+    # the transcript says what it is (a copula links them), or the question asks what is somewhere: kept
+    for t, q, a in (("Paris is the capital of France and its largest city.", "What is the capital of France?", "Paris"),
+                    ("The capital of France is Paris.", "What is the capital of France?", "Paris"),
+                    (tin, "What is in the blue tin?", "fresh biscuits")):
+        v = _qa(t, q, a)
+        assert v.keep, (q, v.reason, v.detail)
+
+
+def test_description_that_swaps_the_gender_of_a_person_in_the_words():
+    t = "She practised the piano every evening until she could play the whole piece from memory."
+    seed = f"[00:00-00:04] {t} (Gender: Male, Pitch: low pitch, Speaking speed: normal speed, SNR: clean, Duration: 4s)"
+    bad = verdict("description", "A man with a low voice, at a normal pace, says that he practised the piano every evening "
+                                 "until he could play the whole piece from memory.", transcript=t, seed=seed)
+    assert not bad.keep and bad.reason == "contradicts_transcript" and "'she' 'practised'" in bad.detail, bad.detail
+    ok = verdict("description", "A man with a low voice, at a normal pace, says that she practised the piano every evening "
+                                "until she could play the whole piece from memory.", transcript=t, seed=seed)
+    assert ok.keep, (ok.reason, ok.detail)
+
+
+def test_description_that_turns_a_question_into_a_statement():
+    t = "Could you remind me to call the dentist on Thursday morning?"
+    seed = f"[00:00-00:03] {t} (Gender: Female, Pitch: normal pitch, Speaking speed: normal speed, SNR: clean, Duration: 3s)"
+    bad = verdict("description", "A woman, at a normal pace, in a clean recording, says that she could remind herself to "
+                                 "call the dentist on Thursday morning.", transcript=t, seed=seed)
+    assert not bad.keep and bad.reason == "contradicts_transcript" and "question" in bad.detail, (bad.reason, bad.detail)
+    ok = verdict("description", "A woman, at a normal pace, in a clean recording, asks to be reminded to call the dentist "
+                                "on Thursday morning.", transcript=t, seed=seed)
+    assert ok.keep, (ok.reason, ok.detail)
+
+
+def test_answers_of_the_wrong_kind_for_the_question_word():
+    piano = "She practised the piano every evening until she could play the whole piece from memory."
+    v = _qa(piano, "What does she practise the piano for?", "every evening")
+    assert not v.keep and v.reason == "answer_type" and "purpose" in v.detail, (v.reason, v.detail)
+    assert _qa(piano, "When did she practise the piano?", "every evening").keep
+    lib = "The library closes early on Sundays, so please return your books before noon."
+    v = _qa(lib, "What does the library do on Sundays?", "early")
+    assert not v.keep and v.reason == "answer_type" and "adverb" in v.detail, (v.reason, v.detail)
+    assert _qa(lib, "When does the library close early?", "on Sundays").keep
+    # a time word is what the answer names: "noon" is in the clause about returning books, not about closing
+    v = _qa(lib, "What time does the library close?", "noon")
+    assert not v.keep and v.reason == "answer_elsewhere", (v.reason, v.detail)
+
+
 def test_a_question_may_start_with_a_preposition():
     v = verdict("qa", "At six.", "Until what time is the museum open on weekdays?")
     assert v.keep, v.detail

@@ -165,12 +165,14 @@ class LlamaBatchedEngine:
         return Jinja2ChatFormatter(raw.decode(), eos_token=eos, bos_token=bos)
 
     def tokenize(self, text: str) -> list[int]:
+        """Tokens of a formatted chat prompt: special tokens parsed, none added (the chat template writes the BOS
+        where the model wants one, as llama-cpp-python's own chat path does)."""
         b = text.encode()
         buf = (self.L.llama_token * (len(b) + 16))()
-        n = self.L.llama_tokenize(self._vocab, b, len(b), buf, len(buf), True, True)
+        n = self.L.llama_tokenize(self._vocab, b, len(b), buf, len(buf), False, True)
         if n < 0:
             buf = (self.L.llama_token * (-n))()
-            n = self.L.llama_tokenize(self._vocab, b, len(b), buf, len(buf), True, True)
+            n = self.L.llama_tokenize(self._vocab, b, len(b), buf, len(buf), False, True)
         return list(buf[:n])
 
     def piece(self, tok: int, special: bool = False) -> bytes:

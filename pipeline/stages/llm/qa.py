@@ -85,8 +85,11 @@ class QuestionAnswers:
                     bad = None if v.keep else (v.reason, v.detail)
                     if bad is None:
                         seen = {normalize(a[0].question): k for k, a in enumerate(it["accepted"])}
+                        same = {normalize(a[0].answer): k for k, a in enumerate(it["accepted"])}
                         if normalize(qa.question) in seen:
                             bad = ("duplicate", f"same question as {it['row']['id']}-qa-{seen[normalize(qa.question)]}")
+                        elif normalize(qa.answer) in same:  # the same fact asked twice in other words
+                            bad = ("duplicate", f"same answer as {it['row']['id']}-qa-{same[normalize(qa.answer)]}")
                     if bad:
                         it["fails"].append((*bad, json.dumps(qa.model_dump(), ensure_ascii=False)))
                     else:

@@ -1,0 +1,69 @@
+"""QA rules about what kind of answer a question asks for (pipeline.quality.checks runs them): a purpose
+answered with a time, a what-question answered with a bare adverb, and "what is X?" about an X the transcript only
+names. English word lists (other languages get the basic rules)."""
+from __future__ import annotations
+
+import re
+
+from pipeline.quality import lexicon as lx
+from pipeline.quality.text_rules import Failure
+
+COPULA = frozenset("is are was were be been being am 's means mean called named".split())
+IDENTITY_Q = re.compile(r"^(?:what|which|who) (?:is|are|was|were) (?:the |a |an )?(?P<x>[^?]+?)\s*\?$", re.I)
+PURPOSE_Q = re.compile(r"^why\b|\bfor\s*\?$|\bwhat (?:is|was|are|were) the (?:purpose|point|aim)\b", re.I)
+THING_Q = re.compile(r"^what (?!time\b|day\b|year\b|month\b|date\b|hour\b)", re.I)
+ADVERB_A = frozenset("early late soon quickly slowly prudently carefully often always never sometimes usually rarely "
+                     "again already still yet now then later together alone".split())
+
+
+LOCATIVE = frozenset("in on at under behind inside outside near beside between above below over there it this that "
+                     "happening wrong going".split())
+
+
+def _span_at(words: list[str], span: list[str]) -> int:
+    for i in range(len(words) - len(span) + 1):
+        if words[i:i + len(span)] == span:
+            return i
+    return -1
+
+
+def identity_of_a_named_span(q: str, a: str, transcript: str) -> Failure | None:
+    """"What are the four of clubs?" -> "seven of hearts" (transcript: "Eight of spades, four of clubs, seven of
+    hearts."): the question asks what something is, that something is copied from the transcript, and the
+    transcript never says what it is: no copula links it to the answer ("Paris is the capital of France" does)."""
+    m = IDENTITY_Q.match(q.strip())
+    if not m:
+        return None
+    words, x, ans = lx.tokens(transcript), lx.tokens(m.group("x")), lx.tokens(a)
+    if x and x[0] in LOCATIVE:
+        return None  # "What is in the blue tin?" asks what is there, not what something is
+    while x and x[0] in ("the", "a", "an"):
+        x = x[1:]
+    if not x or not set(lx.content_stems(" ".join(x))) or len(x) > 8:
+        return None
+    i = _span_at(words, x)
+    if i < 0:
+        return None  # not copied from the transcript: the round trip judges it
+    while ans and ans[0] in ("the", "a", "an"):
+        ans = ans[1:]
+    j = _span_at(words, ans[:3])
+    if j < 0:
+        return None
+    lo, hi = sorted((i + len(x), j)) if j > i else sorted((j + len(ans), i))
+    if COPULA & set(words[max(0, lo - 1):hi + 1]):
+        return None
+    return "odd_question", f"asks what {' '.join(x)!r} is, but the transcript only names it"
+
+
+def answer_kind(q: str, a: str) -> Failure | None:
+    """Answers of the wrong kind for the question word: a purpose (why / what ... for) answered with a time; a
+    what-question (a thing) answered with a bare adverb ("What does the library open?" -> "early")."""
+    aw = lx.tokens(a)
+    if PURPOSE_Q.search(q) and aw and set(aw) <= (lx.TIME_A | lx.STOP | {w for w in aw if lx.numbers(w)}):
+        return "answer_type", "a question about a purpose or reason answered with a time"
+    if THING_Q.search(q) and len(aw) == 1 and (aw[0] in ADVERB_A or (aw[0].endswith("ly") and len(aw[0]) > 5)):
+        return "answer_type", f"a what-question answered with the adverb {aw[0]!r}"
+    return None
+
+
+__all__ = ["answer_kind", "identity_of_a_named_span"]

@@ -1,0 +1,42 @@
+"""Description rules about retelling the words faithfully (pipeline.quality.checks runs them): a person of the
+words given the other gender's pronoun, and a question reported as a statement. English word lists."""
+from __future__ import annotations
+
+import re
+
+from pipeline.quality import lexicon as lx
+from pipeline.quality.text_rules import Failure
+
+_HE, _SHE = frozenset("he him his himself".split()), frozenset("she her hers herself".split())
+
+
+def swapped_pronoun(transcript: str, description: str) -> Failure | None:
+    """The description retells the transcript with the other gender's pronoun for the same person: the transcript
+    says "she practised the piano", the description of a man's voice "he practised the piano". The speaker's own
+    gender is the seed's business; the people the words are about are the transcript's."""
+    said, desc = lx.tokens(transcript), lx.tokens(description)
+    told = {(w, lx.stem(n)) for w, n in zip(desc, desc[1:]) if w in _HE | _SHE}
+    for w, n in zip(said, said[1:]):
+        if w not in _HE | _SHE or n in lx.STOP or (w, lx.stem(n)) in told:
+            continue
+        o = next((o for o in (_SHE if w in _HE else _HE) if (o, lx.stem(n)) in told), None)
+        if o:
+            return "contradicts_transcript", f"the transcript says {w!r} {n!r}, the description {o!r} {n!r}"
+    return None
+
+
+ASKING = re.compile(r"\b(?:ask|asks|asked|asking|wonder\w*|question\w*|request\w*|inquir\w*|enquir\w*|wants? to know|"
+                    r"would like to know)\b", re.I)
+SAYS_THAT = re.compile(r"\b(?:says|said|states|stated|explains|explained|mentions|mentioned|announces|tells \w+) that\b", re.I)
+
+
+def question_as_statement(transcript: str, description: str) -> Failure | None:
+    """The words are one question ("Could you remind me to call the dentist?") and the description reports a
+    statement ("says that she could remind herself to call the dentist"): what was said is turned around."""
+    t = transcript.strip()
+    if not t.endswith("?") or re.search(r"[.!]\s", t) or ASKING.search(description) or not SAYS_THAT.search(description):
+        return None
+    return "contradicts_transcript", "the speaker asks a question; the description reports it as a statement (says that ...)"
+
+
+__all__ = ["question_as_statement", "swapped_pronoun"]
