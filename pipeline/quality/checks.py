@@ -379,7 +379,7 @@ def qa_rules(s: Subject, cfg: LLMConfig) -> Failure | None:
     s.scores["grounding"] = round(g, 3)
     if g < cfg.qa_min_grounding:
         return "ungrounded", f"only {g:.0%} of the answer's content words occur in the transcript"
-    f = answer_kind(q, a) or identity_of_a_named_span(q, a, s.transcript) or answer_elsewhere(q, a, s.transcript)
+    f = answer_kind(q, a, s.transcript) or identity_of_a_named_span(q, a, s.transcript) or answer_elsewhere(q, a, s.transcript)
     if f:
         return f
     if cfg.qa_extractive:

@@ -55,15 +55,26 @@ def identity_of_a_named_span(q: str, a: str, transcript: str) -> Failure | None:
     return "odd_question", f"asks what {' '.join(x)!r} is, but the transcript only names it"
 
 
-def answer_kind(q: str, a: str) -> Failure | None:
-    """Answers of the wrong kind for the question word: a purpose (why / what ... for) answered with a time; a
-    what-question (a thing) answered with a bare adverb ("What does the library open?" -> "early")."""
+NEGATION = frozenset("not no never nobody nothing none neither nor n't cannot won't don't doesn't didn't isn't aren't "
+                     "wasn't weren't can't couldn't shouldn't wouldn't".split())
+
+
+def answer_kind(q: str, a: str, transcript: str = "") -> Failure | None:
+    """Answers of the wrong kind for the question word: a purpose (why / what ... for) answered with a time, or with
+    a "to <verb>" the transcript never says ("What is the purpose of the ferry?" -> "to arrive" for "while the
+    ferry is arriving"); a what-question (a thing) answered with a bare adverb ("What does the library open?" ->
+    "early"); an answer that negates ("not", "never") where the transcript has no negation."""
     aw = lx.tokens(a)
-    if PURPOSE_Q.search(q) and aw and set(aw) <= (lx.TIME_A | lx.STOP | {w for w in aw if lx.numbers(w)}):
+    purpose = PURPOSE_Q.search(q) or re.search(r"\bpurpose\b", q, re.I)
+    if purpose and aw and set(aw) <= (lx.TIME_A | lx.STOP | {w for w in aw if lx.numbers(w)}):
         return "answer_type", "a question about a purpose or reason answered with a time"
+    if purpose and transcript and len(aw) >= 2 and aw[0] == "to" and f" to {aw[1]} " not in f" {' '.join(lx.tokens(transcript))} ":
+        return "answer_type", f"a purpose {' '.join(aw[:2])!r} ... that the transcript does not state"
     if THING_Q.search(q) and len(aw) == 1 and (aw[0] in ADVERB_A or (aw[0].endswith("ly") and len(aw[0]) > 5)):
         return "answer_type", f"a what-question answered with the adverb {aw[0]!r}"
+    if transcript and NEGATION & set(aw) and not NEGATION & set(lx.tokens(transcript)):
+        neg = next(w for w in aw if w in NEGATION)
+        return "invented", f"the answer says {neg!r}; the transcript negates nothing"
     return None
-
 
 __all__ = ["answer_kind", "identity_of_a_named_span"]

@@ -172,6 +172,13 @@ def test_answers_of_the_wrong_kind_for_the_question_word():
     v = _qa(lib, "What does the library do on Sundays?", "early")
     assert not v.keep and v.reason == "answer_type" and "adverb" in v.detail, (v.reason, v.detail)
     assert _qa(lib, "When does the library close early?", "on Sundays").keep
+    harbor = "Please stay behind the yellow line while the ferry is arriving and keep children close to you at all times."
+    v = _qa(harbor, "What is the purpose of the ferry?", "to arrive")
+    assert not v.keep and v.reason == "answer_type" and "does not state" in v.detail, (v.reason, v.detail)
+    assert _qa("She went to the bakery to buy fresh bread.", "Why did she go to the bakery?", "to buy fresh bread").keep
+    river = "If the weather stays dry tomorrow, we will take the bicycles down to the river."
+    v = _qa(river, "What will we do if the weather stays dry tomorrow?", "we will not take the bicycles down to the river")
+    assert not v.keep and v.reason == "invented" and "'not'" in v.detail, (v.reason, v.detail)
     # a time word is what the answer names: "noon" is in the clause about returning books, not about closing
     v = _qa(lib, "What time does the library close?", "noon")
     assert not v.keep and v.reason == "answer_elsewhere", (v.reason, v.detail)
