@@ -480,6 +480,14 @@ def token_f1(a: str, b: str) -> float:
 
 
 # ---- all rules --------------------------------------------------------------------------------------------
+def _same_text(a: str, b: str, at_least: float = 0.8) -> bool:
+    """The two texts are (nearly) the same sentence, in any script (difflib ratio of the normalised strings)."""
+    from difflib import SequenceMatcher
+
+    x, y = normalize(a).replace(" ", ""), normalize(b).replace(" ", "")
+    return bool(x and y) and SequenceMatcher(None, x, y, autojunk=False).ratio() >= at_least
+
+
 def rule_check(s: Subject, cfg: LLMConfig, sentences: list[set[str]], examples: frozenset = frozenset()) -> Failure | None:
     """The rules of one candidate, cheapest first; the first failure, or None."""
     if s.text_source == "asr" and s.asr_avg_logprob is not None and cfg.min_asr_logprob is not None \
@@ -508,6 +516,8 @@ def rule_check(s: Subject, cfg: LLMConfig, sentences: list[set[str]], examples: 
                               s.language or cfg.output_language)
         if f:
             return f
+    if s.task == "qa" and _same_text(s.prompt, s.transcript):
+        return "odd_question", "the question is the transcript itself"
     lang = (s.language or cfg.output_language or "en").split("-")[0].lower()
     if lang != "en":  # the word lists below are English: other languages get the language-aware basic rules
         return _basic_rules(s, cfg, lang)
@@ -527,8 +537,12 @@ def _basic_rules(s: Subject, cfg: LLMConfig, language: str) -> Failure | None:
         return None
     from pipeline.quality.qa import grounded
 
+    if not s.prompt.strip().endswith(("?", "？", "؟", ";")):  # ";" is the Greek question mark
+        return "malformed_question", f"not a question (no question mark): {s.prompt.strip()[:60]!r}"
     g = grounded(s.response, s.transcript, language)
     s.scores["grounding"] = round(g, 3)
+    if _same_text(s.response, s.prompt, 0.9) or _same_text(s.response, s.transcript, 0.9):
+        return "answer_repeats_question", "the answer repeats the question or the whole transcript"
     if normalize(s.response) and normalize(s.response) == normalize(s.prompt):
         return "answer_repeats_question", "the answer only repeats the question"
     if g < cfg.qa_min_grounding:

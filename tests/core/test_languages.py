@@ -139,6 +139,20 @@ def test_language_rules_count_characters_for_ja():
     assert grounded("月曜日", transcript, "ja") < grounded("日曜日", transcript, "ja")
     g, bad = check_qa(QAPair(question="図書館はいつ早く閉まりますか？", answer="日曜日です。"), transcript, LLMConfig(), language="ja")
     assert bad is None, bad
+    # a "question" that is the transcript itself (seen from the 0.5B model in Japanese) is rejected in any language
+    from pipeline.quality.checks import Subject, rule_check
+
+    s = Subject("x", "qa", transcript, "", transcript, "本を返してください。", language="ja")
+    assert rule_check(s, LLMConfig(output_language="ja"), [])[0] == "odd_question"
+    s = Subject("x", "qa", transcript, "", "図書館はいつ早く閉まりますか？", "日曜日です。", language="ja")
+    assert rule_check(s, LLMConfig(output_language="ja"), []) is None
+    de = "Der Flug hatte zwei Stunden Verspätung, weil am Flughafen viel Schnee lag."
+    for q, a, reason in (("Was hat der Flug", "zwei Stunden Verspätung", "malformed_question"),
+                         ("Warum hatte der Flug Verspätung?", de, "answer_repeats_question")):
+        got = rule_check(Subject("x", "qa", de, "", q, a, language="de"), LLMConfig(output_language="de"), [])
+        assert got and got[0] == reason, (q, got)
+    assert rule_check(Subject("x", "qa", de, "", "Warum hatte der Flug Verspätung?", "weil am Flughafen viel Schnee lag",
+                              language="de"), LLMConfig(output_language="de"), []) is None
 
 
 def test_speech_normalisation_keeps_cjk_text():
