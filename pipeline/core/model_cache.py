@@ -151,7 +151,8 @@ def _locate(part: Part) -> Path:
     return p
 
 
-def _stamp(target: Path) -> Path:
+def sha256_stamp(target: Path) -> Path:
+    """The file holding the checked sha256 of an assembled model file (written after the check)."""
     return target.with_name(target.name + ".sha256")
 
 
@@ -164,7 +165,7 @@ def assemble(name: str, *, verify: bool = True) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for f in model.files:
         target = out / f.name
-        stamp = _stamp(target)
+        stamp = sha256_stamp(target)
         if target.is_file() and target.stat().st_size == f.size and stamp.is_file() and stamp.read_text().strip() == f.sha256:
             continue
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")

@@ -541,10 +541,8 @@ def _basic_rules(s: Subject, cfg: LLMConfig, language: str) -> Failure | None:
         return "malformed_question", f"not a question (no question mark): {s.prompt.strip()[:60]!r}"
     g = grounded(s.response, s.transcript, language)
     s.scores["grounding"] = round(g, 3)
-    if _same_text(s.response, s.prompt, 0.9) or _same_text(s.response, s.transcript, 0.9):
+    if _same_text(s.response, s.prompt, 0.9) or _same_text(s.response, s.transcript, 0.9):  # (exact repeats too)
         return "answer_repeats_question", "the answer repeats the question or the whole transcript"
-    if normalize(s.response) and normalize(s.response) == normalize(s.prompt):
-        return "answer_repeats_question", "the answer only repeats the question"
     if g < cfg.qa_min_grounding:
         return "ungrounded", f"only {g:.0%} of the answer's content words occur in the transcript"
     return None

@@ -10,14 +10,18 @@ from pipeline.quality.text_rules import Failure
 
 COPULA = frozenset("is are was were be been being am 's means mean called named".split())
 IDENTITY_Q = re.compile(r"^(?:what|which|who) (?:is|are|was|were) (?:the |a |an )?(?P<x>[^?]+?)\s*\?$", re.I)
-PURPOSE_Q = re.compile(r"^why\b|\bfor\s*\?$|\bwhat (?:is|was|are|were) the (?:purpose|point|aim)\b", re.I)
+PURPOSE_Q = re.compile(r"^why\b|\bfor\s*\?$|\bpurpose\b|\bwhat (?:is|was|are|were) the (?:point|aim)\b", re.I)
 THING_Q = re.compile(r"^what (?!time\b|day\b|year\b|month\b|date\b|hour\b)", re.I)
 ADVERB_A = frozenset("early late soon quickly slowly prudently carefully often always never sometimes usually rarely "
                      "again already still yet now then later together alone".split())
-
-
 LOCATIVE = frozenset("in on at under behind inside outside near beside between above below over there it this that "
                      "happening wrong going".split())
+
+
+def _without_article(words: list[str]) -> list[str]:
+    while words and words[0] in ("the", "a", "an"):
+        words = words[1:]
+    return words
 
 
 def _span_at(words: list[str], span: list[str]) -> int:
@@ -37,15 +41,13 @@ def identity_of_a_named_span(q: str, a: str, transcript: str) -> Failure | None:
     words, x, ans = lx.tokens(transcript), lx.tokens(m.group("x")), lx.tokens(a)
     if x and x[0] in LOCATIVE:
         return None  # "What is in the blue tin?" asks what is there, not what something is
-    while x and x[0] in ("the", "a", "an"):
-        x = x[1:]
+    x = _without_article(x)
     if not x or not set(lx.content_stems(" ".join(x))) or len(x) > 8:
         return None
     i = _span_at(words, x)
     if i < 0:
         return None  # not copied from the transcript: the round trip judges it
-    while ans and ans[0] in ("the", "a", "an"):
-        ans = ans[1:]
+    ans = _without_article(ans)
     j = _span_at(words, ans[:3])
     if j < 0:
         return None
@@ -65,7 +67,7 @@ def answer_kind(q: str, a: str, transcript: str = "") -> Failure | None:
     ferry is arriving"); a what-question (a thing) answered with a bare adverb ("What does the library open?" ->
     "early"); an answer that negates ("not", "never") where the transcript has no negation."""
     aw = lx.tokens(a)
-    purpose = PURPOSE_Q.search(q) or re.search(r"\bpurpose\b", q, re.I)
+    purpose = PURPOSE_Q.search(q)
     if purpose and aw and set(aw) <= (lx.TIME_A | lx.STOP | {w for w in aw if lx.numbers(w)}):
         return "answer_type", "a question about a purpose or reason answered with a time"
     if purpose and transcript and len(aw) >= 2 and aw[0] == "to" and f" to {aw[1]} " not in f" {' '.join(lx.tokens(transcript))} ":
@@ -76,5 +78,6 @@ def answer_kind(q: str, a: str, transcript: str = "") -> Failure | None:
         neg = next(w for w in aw if w in NEGATION)
         return "invented", f"the answer says {neg!r}; the transcript negates nothing"
     return None
+
 
 __all__ = ["answer_kind", "identity_of_a_named_span"]

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pipeline.core.config import Profile
 
+
 def in_flight(stage_cls, profile: Profile) -> int:
     """Shards of this stage a process keeps in work at once (the stage's optional ``in_flight``, else 1)."""
     f = getattr(stage_cls, "in_flight", None)

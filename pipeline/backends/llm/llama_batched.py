@@ -97,7 +97,9 @@ class LlamaBatchedEngine:
     thread_safe = True  # complete() may be called from several threads: their requests share the decode steps
 
     def __init__(self, model: str, *, n_ctx: int = 2048, n_threads: int = 2, slots: int = 8, n_batch: int = 512,
-                 seed: int = 0, kv_unified: bool = True):
+                 kv_unified: bool = True):
+        """Sampling is seeded per request (ChatRequest.seed); ``kv_unified`` False gives every sequence its own
+        KV stream (measured slower: seq_cp then copies whole streams)."""
         import llama_cpp as L
 
         global _BACKEND_READY
@@ -106,7 +108,6 @@ class LlamaBatchedEngine:
         self.usage = Usage()
         self.slots, self.n_ctx, self.n_batch = int(slots), int(n_ctx), int(n_batch)
         self.spare = 6  # sequences that hold shared prefixes (system prompts: description, QA per pair count, round trip, ...)
-        self.kv_unified = bool(kv_unified)
         if not _BACKEND_READY:
             from llama_cpp._logger import set_verbose
 
@@ -135,6 +136,7 @@ class LlamaBatchedEngine:
         self._batch = L.llama_batch_init(self.n_batch, 0, 1)
         self._pieces: dict[int, bytes] = {}
         self._grammars: dict[str, str] = {}
+        self._heads: dict[str, list[int]] = {}  # conversation before the last turn -> its tokens (bounded below)
         self._format = self._chat_formatter()
         self._eos_text = self.piece(L.llama_vocab_eos(self._vocab), special=True).decode(errors="replace") or "\x00"
         self._cv = threading.Condition()
@@ -151,7 +153,7 @@ class LlamaBatchedEngine:
 
     @classmethod
     def from_config(cls, cfg: LLMConfig, **context: Any) -> "LlamaBatchedEngine":
-        return cls(cfg.model, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, slots=cfg.slots, seed=cfg.seed)
+        return cls(cfg.model, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, slots=cfg.slots)
 
     # ---- text <-> tokens
     def _chat_formatter(self):
@@ -267,7 +269,11 @@ class LlamaBatchedEngine:
         if len(r.messages) < 2:
             return None, []
         key = json.dumps(r.messages[:-1], sort_keys=True)
-        head = self.tokenize(self._format(messages=r.messages[:-1]).prompt.rsplit(self._eos_text, 1)[0])
+        head = self._heads.get(key)
+        if head is None:  # every request of a stage shares a few system prompts: tokenized once each
+            if len(self._heads) > 256:
+                self._heads.clear()
+            head = self._heads[key] = self.tokenize(self._format(messages=r.messages[:-1]).prompt.rsplit(self._eos_text, 1)[0])
         n, m = 0, min(len(head), len(tokens) - 1)  # the last prompt token is read by the request itself
         while n < m and head[n] == tokens[n]:
             n += 1
@@ -362,7 +368,8 @@ class LlamaBatchedEngine:
         for s in self._live:
             if not s.prefilling:
                 at[id(s)] = self._add(s.last, s.pos, s.slot, True)
-        room = self.n_batch - self._batch.n_tokens
+        decoding = self._batch.n_tokens
+        room = self.n_batch - decoding
         for s in self._live:
             if s.prefilling and room > 0:
                 end = min(len(s.tokens), s.pos + room)
@@ -375,7 +382,7 @@ class LlamaBatchedEngine:
         self._decode()
         self.steps["steps"] += 1
         self.steps["sequences"] += len(at)
-        self.steps["prompt_tokens"] += self._batch.n_tokens - sum(1 for s in self._live if s.last is not None and id(s) in at)
+        self.steps["prompt_tokens"] += self._batch.n_tokens - decoding
         for s in list(self._live):
             if id(s) not in at:
                 continue

@@ -65,11 +65,14 @@ def _sha256(path: str, st) -> str:
     model (when it is newer than the file), else computed (once per process: model_provenance caches it)."""
     import hashlib
     import os
+    from pathlib import Path
 
-    stamp = path + ".sha256"
+    from pipeline.core.model_cache import sha256_stamp
+
+    stamp = sha256_stamp(Path(path))
     try:
         if os.stat(stamp).st_mtime >= st.st_mtime:
-            digest = open(stamp).read().split()[0]
+            digest = stamp.read_text().split()[0]
             if len(digest) == 64:
                 return digest
     except (OSError, IndexError):

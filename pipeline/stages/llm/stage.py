@@ -108,7 +108,7 @@ class LlmStage:
 
         # ---- generation + rule filters; descriptions and QA at once where the engine takes calls from two threads
         # (their requests then share the decode steps: the slots stay full while either side retries)
-        if desc and qa and getattr(self.engine, "thread_safe", False):
+        if desc and qa and self.thread_safe:
             with ThreadPoolExecutor(1, thread_name_prefix="llm-qa") as pool:
                 qa_done = pool.submit(self.qa.generate, qa)
                 self.descriptions.generate(desc)
