@@ -44,8 +44,12 @@ def qwen_out(qwen):
 
 @pytest.fixture(scope="module")
 def smol():
-    # the judge runs in smol_greedy's test below and in tests/quality/test_judge.py
-    cfg = LLMConfig(model=SMOL, max_tokens=40, retries=1, n_qa=2, qa_max_tokens_per_pair=40, judge=False)
+    # the judge runs in smol_greedy's test below and in tests/quality/test_judge.py. llama-cpp-inprocess decodes
+    # one request at a time, so its text depends only on the request (prompt, seed); llama-cpp-batched shares
+    # decode steps between concurrent requests and timing decides which share one, which changes the float sums
+    # (as in vLLM; README, "Reproducibility"). The reproducibility test below needs the first.
+    cfg = LLMConfig(model=SMOL, backend="llama-cpp-inprocess", max_tokens=40, retries=1, n_qa=2,
+                    qa_max_tokens_per_pair=40, judge=False)
     return cfg, load_llm(cfg)
 
 
