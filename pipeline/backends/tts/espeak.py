@@ -57,6 +57,41 @@ def _espeak_variants(binary: str) -> dict[str, str]:
     return variants
 
 
+def _say(binary: str, voice: str) -> bytes:
+    return subprocess.run([binary, "-v", voice, "--stdout", "hello there"], capture_output=True, timeout=30).stdout
+
+
+@lru_cache(maxsize=4)
+def _voice_files(binary: str) -> dict[str, str]:
+    """Language name -> its espeak-ng voice file (``en-gb`` -> ``gmw/en``), formant voices only (no mbrola)."""
+    out = subprocess.run([binary, "--voices"], capture_output=True, text=True, timeout=30).stdout
+    files: dict[str, str] = {}
+    for line in out.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) >= 5 and not cols[4].startswith("mb/"):
+            files.setdefault(cols[1].lower(), cols[4])
+    return files
+
+
+@lru_cache(maxsize=256)
+def _applied(binary: str, voice: str) -> str:
+    """``voice`` as espeak-ng must be called for its variant to apply. Measured: espeak-ng 1.51 speaks
+    ``en-gb+f3`` (and every ``en-gb+<variant>``) with the plain male ``en-gb`` voice, byte for byte, while
+    ``gmw/en+f3``, the same voice by its file, is female (F0 ~210 Hz instead of ~100 Hz). A variant that changes
+    nothing is tried by file; if that does not apply it either, the voice is refused (a "female" voice that is
+    not would mislabel every row spoken with it)."""
+    if "+" not in voice:
+        return voice
+    base, variant = voice.split("+", 1)
+    plain = _say(binary, base)
+    if _say(binary, voice) != plain:
+        return voice
+    file = _voice_files(binary).get(base.lower())
+    if file and _say(binary, f"{file}+{variant}") != plain:
+        return f"{file}+{variant}"
+    raise TTSError(f"espeak-ng: the variant {variant!r} changes nothing in voice {voice!r} (same audio as {base!r})")
+
+
 class EspeakBackend:
     """espeak-ng through its CLI. ``rate`` is words per minute at ``length_scale=1`` (espeak's own default, 175,
     is hard to understand; 150 transcribes much better), ``pitch`` 0..99 (50 = voice default)."""
@@ -84,6 +119,8 @@ class EspeakBackend:
             if probe.returncode != 0:  # unknown language voice ("zz"); espeak-ng falls back silently for "en-zz"
                 raise TTSError(f"espeak-ng: voice {v!r} does not exist ({probe.stderr.strip()}); "
                                "see `espeak-ng --voices`")
+        # the voice espeak-ng is called with: the same name, or its voice file where the name drops the variant
+        self._call = {v: _applied(exe, v) for v in self._voices}
 
     @classmethod
     def from_config(cls, cfg: TTSConfig, language: str | None = None) -> "EspeakBackend":
@@ -111,7 +148,7 @@ class EspeakBackend:
             from pipeline.core.text import reading
 
             t = reading(t, "ja")
-        cmd = [self.binary, "-v", v, "-s", str(rate), "-p", str(self.pitch), "-b", "1", "--stdout", "--stdin"]
+        cmd = [self.binary, "-v", self._call.get(v, v), "-s", str(rate), "-p", str(self.pitch), "-b", "1", "--stdout", "--stdin"]
         try:
             proc = subprocess.run(cmd, input=t.encode("utf-8"), capture_output=True, timeout=self.timeout_s)
         except subprocess.TimeoutExpired as e:

@@ -148,6 +148,16 @@ def test_espeak_female_and_male_voices(espeak):
 
 
 @needs_espeak
+def test_espeak_variant_of_en_gb_is_applied():
+    """espeak-ng itself speaks "en-gb+f3" with the plain male en-gb voice (same bytes); the backend calls the voice
+    by its file so that the female variant is what is heard."""
+    b = EspeakBackend(["en-gb", "en-gb+f3", "en-gb+m3"])
+    f0 = {v: _median_f0(*b.synthesize(FOX, v)) for v in b.voices()}
+    assert f0["en-gb+f3"] > 1.5 * f0["en-gb"], f0
+    assert f0["en-gb+m3"] < 1.3 * f0["en-gb"] and b.gender("en-gb+f3") == "female", f0
+
+
+@needs_espeak
 def test_espeak_errors_and_rate(espeak):
     with pytest.raises(TTSError, match="nothing to synthesise"):
         espeak.synthesize("  ")
