@@ -51,6 +51,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sampled-judge", action="store_true", help="also measure the sampled 1-5 judge (slow: ~40 "
                     "generated tokens per candidate)")
     ap.add_argument("--json", help="write the numbers here")
+    ap.add_argument("--errors", action="store_true", help="also print every candidate the gate got wrong")
     ap.add_argument("--threads", type=int, help="llm.n_threads override (1 is faster on an oversubscribed machine)")
     a = ap.parse_args(argv)
 
@@ -113,6 +114,12 @@ def main(argv=None) -> int:
             print(f"  {scoring:<12} all {fmt(res['all'])}  description {fmt(res['description'])}  qa {fmt(res['qa'])}"
                   f"  ({dt:.1f} s, {dt / len(rows):.2f} s per candidate)")
             out["judge_auc"][scoring] = {k: (None if v is None else round(v, 4)) for k, v in res.items()}
+    if a.errors:
+        print("\ngate errors (label, kept?, reason: detail | prompt -> response):")
+        for s, ok, v in zip(rows, labels, verdicts):
+            if v.keep != ok:
+                print(f"  {'good' if ok else 'bad '} {'kept' if v.keep else 'cut '} {s.id} [{failure[s.id]}] "
+                      f"{v.reason}: {v.detail} | {s.prompt} -> {s.response}")
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2))
     return 0

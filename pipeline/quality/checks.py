@@ -20,7 +20,7 @@ from pipeline.core.config import LLMConfig
 from pipeline.core.text import normalize, word_count
 from pipeline.quality import lexicon as lx
 from pipeline.quality.question_kinds import answer_kind, identity_of_a_named_span
-from pipeline.quality.retelling import question_as_statement, swapped_pronoun
+from pipeline.quality.retelling import negated_retelling, question_as_statement, swapped_pronoun
 from pipeline.quality.text_rules import LEAK, REFUSAL, Failure, language_mismatch
 
 # reworded prompt text and meta talk about the generation task (the listener never saw any of it)
@@ -33,6 +33,8 @@ SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 TERMINAL = re.compile(r"[.!?…。！？]\s*['\"”’)\]」』]*\s*$")
 DANGLING = frozenset("the a an of to and or with at in on for by from that his her their your my its this these "
                      "whose which but because".split())
+# ... that may end a finished sentence as the particle of a phrasal verb ("plug it back in.", "turn it on.")
+PARTICLES = frozenset("in on off up out by over down along through away around".split())
 ABBREV = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|St|Prof|Mt|Jr|Sr)\.\s+")
 ALLOWED_CAPS = frozenset({"i", "english", "ok", "okay", "audio", "speaker"})
 
@@ -96,7 +98,7 @@ def truncation(s: Subject) -> Failure | None:
         return "truncated", "the engine stopped at max_tokens (finish_reason=length)"
     text = s.response.strip()
     words = lx.tokens(text)
-    if words and words[-1] in DANGLING:
+    if words and words[-1] in DANGLING and not (words[-1] in PARTICLES and TERMINAL.search(text)):
         return "truncated", f"ends on {words[-1]!r}: cut off mid-sentence"
     if s.task == "description" and len(words) >= 4 and not TERMINAL.search(text):
         return "truncated", f"no sentence end: ...{text[-30:]!r}"
@@ -341,6 +343,25 @@ def novel_content(s: Subject, cfg: LLMConfig) -> Failure | None:
 
 
 # ---- QA ------------------------------------------------------------------------------------------------
+# "What should you do ...?", "How long do you have to wait ...?": about what an instruction tells its listener
+INSTRUCTION_Q = re.compile(r"\b(?:should|must|can|could) you\b|\bdo you (?:need|have) to\b|\bare you (?:asked|told|supposed) to\b", re.I)
+_OBJECT = frozenset("the a an your it them this that these those some all up down out in off on back left right me us".split())
+
+
+def instructs(transcript: str) -> bool:
+    """The words tell the listener to do something: a clause (at the start, after punctuation, "and" or "then")
+    that opens with a verb-like word followed by its object ("Preheat the oven", "unplug the router, wait ten
+    seconds"), or "please"."""
+    t = transcript.lower()
+    if re.search(r"\bplease\b", t):
+        return True
+    for clause in re.split(r"[.!?;:,]\s*|\s(?:and|then)\s", t):
+        w = lx.tokens(clause)
+        if len(w) >= 2 and w[0] not in lx.STOP and not w[0].endswith("s") and (w[1] in _OBJECT or lx.numbers(w[1])):
+            return True
+    return False
+
+
 def qa_rules(s: Subject, cfg: LLMConfig) -> Failure | None:
     q, a = s.prompt.strip(), s.response.strip()
     qw = lx.tokens(q)
@@ -349,7 +370,8 @@ def qa_rules(s: Subject, cfg: LLMConfig) -> Failure | None:
     if lx.AUX_START.search(q) and aw_yes_no(a) and len(lx.tokens(a)) <= 2:
         return "yes_no", "a yes/no question answered by a bare yes or no"
     said = set(lx.tokens(s.transcript))
-    if {"you", "your", "yourself"} & set(qw) and not {"you", "your"} & said:
+    if {"you", "your", "yourself"} & set(qw) and not {"you", "your"} & said \
+            and not (INSTRUCTION_Q.search(q) and instructs(s.transcript)):
         return "odd_question", "asks the listener about themselves, not about the clip"
     tr = lx.stem_set(s.transcript)
     qc = set(lx.content_stems(q, lx.DESCRIBING))
@@ -521,10 +543,12 @@ def rule_check(s: Subject, cfg: LLMConfig, sentences: list[set[str]], examples: 
     lang = (s.language or cfg.output_language or "en").split("-")[0].lower()
     if lang != "en":  # the word lists below are English: other languages get the language-aware basic rules
         return _basic_rules(s, cfg, lang)
+    if s.task == "qa" and _same_text(s.response, s.transcript, 0.9):  # (other languages: answer_repeats_question)
+        return "odd_question", "the answer is the whole transcript: the question asks for no part of it"
     seed = parse_seed(s.seed_description)
     if s.task == "description":
         return (voice_of_assistant(s) or consistency(s, seed) or swapped_pronoun(s.transcript, s.response)
-                or question_as_statement(s.transcript, s.response)
+                or question_as_statement(s.transcript, s.response) or negated_retelling(s.transcript, s.response)
                 or uninformative(s, cfg)
                 or invented(s, f"{s.seed_description} {s.transcript}") or novel_content(s, cfg))
     return invented(s, s.transcript) or qa_rules(s, cfg)

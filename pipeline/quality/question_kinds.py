@@ -12,6 +12,15 @@ COPULA = frozenset("is are was were be been being am 's means mean called named"
 IDENTITY_Q = re.compile(r"^(?:what|which|who) (?:is|are|was|were) (?:the |a |an )?(?P<x>[^?]+?)\s*\?$", re.I)
 PURPOSE_Q = re.compile(r"^why\b|\bfor\s*\?$|\bpurpose\b|\bwhat (?:is|was|are|were) the (?:point|aim)\b", re.I)
 THING_Q = re.compile(r"^what (?!time\b|day\b|year\b|month\b|date\b|hour\b)", re.I)
+REASON_Q = re.compile(r"^why\b", re.I)
+# how long / how far: the unit after the answer's number must be one of time or length
+EXTENT_Q = re.compile(r"^(?:\w+\s+)?how (long|far)\b", re.I)
+_TIME_UNITS = "second seconds minute minutes hour hours day days week weeks month months year years night nights " \
+              "decade decades century centuries moment moments while"
+_LENGTH_UNITS = "metre metres meter meters kilometre kilometres kilometer kilometers km mile miles foot feet inch inches " \
+                "yard yards centimetre centimetres centimeter centimeters cm mm step steps block blocks stop stops"
+EXTENT_UNITS = {"long": frozenset(lx.stem(w) for w in f"{_TIME_UNITS} {_LENGTH_UNITS} page pages".split()),
+                "far": frozenset(lx.stem(w) for w in f"{_LENGTH_UNITS} {_TIME_UNITS} walk drive ride".split())}
 ADVERB_A = frozenset("early late soon quickly slowly prudently carefully often always never sometimes usually rarely "
                      "again already still yet now then later together alone".split())
 LOCATIVE = frozenset("in on at under behind inside outside near beside between above below over there it this that "
@@ -72,6 +81,15 @@ def answer_kind(q: str, a: str, transcript: str = "") -> Failure | None:
         return "answer_type", "a question about a purpose or reason answered with a time"
     if purpose and transcript and len(aw) >= 2 and aw[0] == "to" and f" to {aw[1]} " not in f" {' '.join(lx.tokens(transcript))} ":
         return "answer_type", f"a purpose {' '.join(aw[:2])!r} ... that the transcript does not state"
+    if REASON_Q.search(q) and transcript and len(aw) >= 2 and aw[0] in ("because", "since", "as"):
+        new = set(lx.content_stems(" ".join(aw[1:]))) - lx.stem_set(transcript)
+        if new:
+            return "invented", f"a reason the transcript does not give ({', '.join(sorted(new)[:4])})"
+    m = EXTENT_Q.search(q)
+    if m:
+        unit = next((b for x, b in zip(aw, aw[1:]) if lx.numbers(x) and not lx.numbers(b) and b not in lx.STOP), None)
+        if unit and lx.stem(unit) not in EXTENT_UNITS[m.group(1).lower()]:
+            return "answer_type", f"a how-{m.group(1).lower()} question answered in {unit!r}"
     if THING_Q.search(q) and len(aw) == 1 and (aw[0] in ADVERB_A or (aw[0].endswith("ly") and len(aw[0]) > 5)):
         return "answer_type", f"a what-question answered with the adverb {aw[0]!r}"
     if transcript and NEGATION & set(aw) and not NEGATION & set(lx.tokens(transcript)):

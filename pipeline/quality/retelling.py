@@ -39,4 +39,20 @@ def question_as_statement(transcript: str, description: str) -> Failure | None:
     return "contradicts_transcript", "the speaker asks a question; the description reports it as a statement (says that ...)"
 
 
-__all__ = ["question_as_statement", "swapped_pronoun"]
+NEGATED = re.compile(r"\b(?:not|never|cannot|nobody|nothing|no longer|no one)\b|n't\b", re.I)
+VOICE_NEGATION = re.compile(r"\b(?:not|never|n't)\s+(?:\w+\s+){0,2}?(?:noisy|noise|clear|clean|loud|quiet|rushed|hurried|"
+                            r"fast|quick|slow|high|low|deep|sure|certain|clearly|audible)\b", re.I)
+
+
+def negated_retelling(transcript: str, description: str) -> Failure | None:
+    """The description retells a negation ("has been cancelled and will not be rescheduled") the words never say
+    ("has been moved to Thursday"); negations about the voice or the recording ("not noisy") do not count."""
+    if NEGATED.search(transcript):
+        return None
+    m = NEGATED.search(VOICE_NEGATION.sub(" ", description))
+    if m:
+        return "contradicts_transcript", f"the description says {m.group(0)!r}; the words negate nothing"
+    return None
+
+
+__all__ = ["negated_retelling", "question_as_statement", "swapped_pronoun"]

@@ -250,3 +250,35 @@ def test_filter_command_reports_bad_lines_and_reasons(tmp_path, capsys):
     assert "line 8" in by["line-8"]["detail"] and not by["line-8"]["keep"]
     assert "malformed" not in cap.err or "line 7" in cap.err  # bad lines are reported on stderr
     assert "line 7" in cap.err and "line 8" in cap.err
+
+
+def test_reasons_units_instructions_particles_negations_and_whole_transcript_answers():
+    fog = "The flight was delayed because of thick fog over the airport."
+    assert _qa(fog, "Why was the flight delayed?", "Because of thick fog.").keep
+    v = _qa(fog, "Why was the flight delayed?", "Because of thick snow over the airport.")
+    assert not v.keep and v.reason == "invented" and "reason" in v.detail, (v.reason, v.detail)
+    eggs = "Boil the eggs for eight minutes, then cool them in cold water."
+    assert _qa(eggs, "How long should the eggs boil?", "Eight minutes.").keep
+    v = _qa(eggs, "How long should the eggs boil?", "Eight degrees.")
+    assert not v.keep and v.reason == "answer_type" and "'degrees'" in v.detail, (v.reason, v.detail)
+    # "you" in a question about an instruction is the listener the words address; elsewhere it is odd
+    assert _qa(eggs, "How long should you boil the eggs?", "Eight minutes.").keep
+    v = _qa(fog, "What should you do at the airport?", "Wait for the thick fog.")
+    assert not v.keep and v.reason == "odd_question", (v.reason, v.detail)
+    v = _qa(eggs, "What should you do?", "Boil the eggs for eight minutes, then cool them in cold water.")
+    assert not v.keep and v.reason == "odd_question" and "whole transcript" in v.detail, (v.reason, v.detail)
+    # a phrasal verb's particle ends a finished sentence; "and" does not
+    lights = "Switch the lights off before you leave the office."
+    seed = f"[00:00-00:03] {lights} (Gender: Male, Pitch: low pitch, Speaking speed: normal speed, SNR: clean, Duration: 3s)"
+    ok = verdict("description", "A man with a low voice asks, in a clean recording, for the lights to be switched off.",
+                 transcript=lights, seed=seed)
+    assert ok.keep, (ok.reason, ok.detail)
+    cut = verdict("description", "A man with a low voice asks, in a clean recording, for the lights to be switched off and",
+                  transcript=lights, seed=seed)
+    assert not cut.keep and cut.reason == "truncated"
+    # a negation the words never say; one about the voice is not a retelling
+    v = verdict("description", "A woman says at a normal pace that the museum does not open on weekdays.")
+    assert not v.keep and v.reason == "contradicts_transcript" and "negate" in v.detail, (v.reason, v.detail)
+    ok = verdict("description", "A woman, whose voice is not loud, says that the museum opens at nine in the morning and "
+                                "closes at six on weekdays.")
+    assert ok.keep, (ok.reason, ok.detail)
