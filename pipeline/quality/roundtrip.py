@@ -49,6 +49,13 @@ def compare(cfg: LLMConfig, generated: str, raw: str, question: str = "") -> tup
     rt = clean_answer(raw)
     if not rt or re.match(r"^\W*none\b", rt, re.I):
         return 0.0, ("unanswerable", f"answered from the transcript alone: {rt or 'nothing'!r}")
+    yn = re.match(r"^\W*(yes|no)\b", rt, re.I)
+    if yn and lx.AUX_START.search(question.strip()):  # a yes/no question: the same yes or no agrees, what follows
+        mine = re.match(r"^\W*(yes|no)\b", generated, re.I)  # in the generated answer is the rules' business
+        if mine and mine.group(1).lower() == yn.group(1).lower():
+            return 1.0, None
+        if mine:
+            return 0.0, ("roundtrip_mismatch", f"the transcript answers {rt!r}, the pair {generated!r}")
     rc = set(lx.content_stems(rt))
     if question and rc and rc <= set(lx.content_stems(question)) and not set(lx.content_stems(generated)) <= rc:
         return 0.5, None

@@ -282,3 +282,14 @@ def test_reasons_units_instructions_particles_negations_and_whole_transcript_ans
     ok = verdict("description", "A woman, whose voice is not loud, says that the museum opens at nine in the morning and "
                                 "closes at six on weekdays.")
     assert ok.keep, (ok.reason, ok.detail)
+
+
+def test_roundtrip_yes_no_answers_agree_on_the_yes_or_no():
+    from pipeline.quality.roundtrip import compare
+
+    q = "Does the lighthouse still work?"
+    assert compare(CFG, "Yes, it still works today.", "YES", q) == (1.0, None)
+    f1, fail = compare(CFG, "No, it was closed last year.", "Yes", q)
+    assert f1 == 0.0 and fail[0] == "roundtrip_mismatch"
+    # not a yes/no question: a bare "yes" from the round trip is compared as text
+    assert compare(CFG, "On the hill.", "Yes", "Where is the lighthouse?")[1][0] == "roundtrip_mismatch"
