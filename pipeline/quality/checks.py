@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pipeline.core.config import LLMConfig
 from pipeline.core.text import normalize, word_count
 from pipeline.quality import lexicon as lx
-from pipeline.quality.question_kinds import answer_kind, identity_of_a_named_span
+from pipeline.quality.question_kinds import answer_kind, condition_as_fact, identity_of_a_named_span, repeated_in_question
 from pipeline.quality.retelling import negated_retelling, question_as_statement, swapped_pronoun
 from pipeline.quality.text_rules import LEAK, REFUSAL, Failure, language_mismatch
 
@@ -401,7 +401,8 @@ def qa_rules(s: Subject, cfg: LLMConfig) -> Failure | None:
     s.scores["grounding"] = round(g, 3)
     if g < cfg.qa_min_grounding:
         return "ungrounded", f"only {g:.0%} of the answer's content words occur in the transcript"
-    f = answer_kind(q, a, s.transcript) or identity_of_a_named_span(q, a, s.transcript) or answer_elsewhere(q, a, s.transcript)
+    f = (answer_kind(q, a, s.transcript) or identity_of_a_named_span(q, a, s.transcript) or repeated_in_question(q)
+         or condition_as_fact(q, a, s.transcript) or answer_elsewhere(q, a, s.transcript))
     if f:
         return f
     if cfg.qa_extractive:

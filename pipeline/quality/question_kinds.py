@@ -98,4 +98,33 @@ def answer_kind(q: str, a: str, transcript: str = "") -> Failure | None:
     return None
 
 
-__all__ = ["answer_kind", "identity_of_a_named_span"]
+CONDITION = re.compile(r"\b(?:if|unless|provided that|in case)\b([^,.;!?]*)", re.I)
+QUESTION_FRAME = frozenset("like happen happens happened kind sort type".split())  # "what is X like?"
+ASKS_CONDITION = re.compile(r"\b(?:if|unless|condition|conditions|in case|would|suppose|supposing|provided)\b", re.I)
+
+
+def condition_as_fact(q: str, a: str, transcript: str) -> Failure | None:
+    """"What is the weather like tomorrow?" -> "dry" for "If the weather stays dry tomorrow, we will ...": the
+    question asks about the condition as if it were a fact, and the answer is taken from the if-clause. A question
+    about the main clause ("When will we take the bicycles?" -> "tomorrow") or about the condition itself
+    ("Under what condition ...?") is kept."""
+    if ASKS_CONDITION.search(q):
+        return None
+    for m in CONDITION.finditer(transcript):
+        cond = lx.stem_set(m.group(1))
+        qc, ac = set(lx.content_stems(q)) - QUESTION_FRAME, set(lx.content_stems(a))
+        if qc and ac and qc <= cond and ac <= cond:
+            return "invented", f"states as a fact what the words only suppose ({m.group(0).strip()!r})"
+    return None
+
+
+def repeated_in_question(q: str) -> Failure | None:
+    """"What is the traffic light at the second traffic light?": a content word asked about twice."""
+    stems = lx.content_stems(q)
+    twice = sorted({w for w in stems if stems.count(w) > 1 and not w.isdigit()})
+    if twice:
+        return "odd_question", f"the question names {twice[0]!r} twice"
+    return None
+
+
+__all__ = ["answer_kind", "condition_as_fact", "identity_of_a_named_span", "repeated_in_question"]

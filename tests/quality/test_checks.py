@@ -293,3 +293,17 @@ def test_roundtrip_yes_no_answers_agree_on_the_yes_or_no():
     assert f1 == 0.0 and fail[0] == "roundtrip_mismatch"
     # not a yes/no question: a bare "yes" from the round trip is compared as text
     assert compare(CFG, "On the hill.", "Yes", "Where is the lighthouse?")[1][0] == "roundtrip_mismatch"
+
+
+def test_a_supposed_condition_asked_as_a_fact_and_a_word_asked_twice():
+    river = "If the weather stays dry tomorrow, we will take the bicycles down to the river."
+    v = _qa(river, "What is the weather like tomorrow?", "dry")
+    assert not v.keep and v.reason == "invented" and "suppose" in v.detail, (v.reason, v.detail)
+    for q, a in (("When will we take the bicycles down to the river?", "tomorrow"),
+                 ("Under what condition will they go to the river?", "If the weather stays dry tomorrow.")):
+        v = _qa(river, q, a)
+        assert v.keep, (q, v.reason, v.detail)
+    turn = "Turn left at the second traffic light, and the bakery will be on your right."
+    v = _qa(turn, "What is the traffic light at the second traffic light?", "left")
+    assert not v.keep and v.reason == "odd_question" and "twice" in v.detail, (v.reason, v.detail)
+    assert _qa(turn, "Where will the bakery be?", "On your right.").keep
