@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 from pipeline.core.config import LLMConfig
 from pipeline.core.text import normalize, word_count
 from pipeline.quality import lexicon as lx
-from pipeline.quality.question_kinds import answer_kind, condition_as_fact, identity_of_a_named_span, repeated_in_question
-from pipeline.quality.retelling import negated_retelling, question_as_statement, swapped_pronoun
+from pipeline.quality.question_types_i18n import answer_type as answer_type_i18n
+from pipeline.quality.question_kinds import (answer_kind, condition_as_fact, counted_other_thing, identity_of_a_named_span,
+                                             invented_setting, repeated_in_question, subject_of_another_verb)
+from pipeline.quality.retelling import (imperative_verbs, listener_action_as_speaker, negated_retelling,
+                                        question_as_statement, swapped_pronoun)
 from pipeline.quality.text_rules import LEAK, REFUSAL, Failure, language_mismatch
 
 # reworded prompt text and meta talk about the generation task (the listener never saw any of it)
@@ -345,21 +348,12 @@ def novel_content(s: Subject, cfg: LLMConfig) -> Failure | None:
 # ---- QA ------------------------------------------------------------------------------------------------
 # "What should you do ...?", "How long do you have to wait ...?": about what an instruction tells its listener
 INSTRUCTION_Q = re.compile(r"\b(?:should|must|can|could) you\b|\bdo you (?:need|have) to\b|\bare you (?:asked|told|supposed) to\b", re.I)
-_OBJECT = frozenset("the a an your it them this that these those some all up down out in off on back left right me us".split())
 
 
 def instructs(transcript: str) -> bool:
-    """The words tell the listener to do something: a clause (at the start, after punctuation, "and" or "then")
-    that opens with a verb-like word followed by its object ("Preheat the oven", "unplug the router, wait ten
-    seconds"), or "please"."""
-    t = transcript.lower()
-    if re.search(r"\bplease\b", t):
-        return True
-    for clause in re.split(r"[.!?;:,]\s*|\s(?:and|then)\s", t):
-        w = lx.tokens(clause)
-        if len(w) >= 2 and w[0] not in lx.STOP and not w[0].endswith("s") and (w[1] in _OBJECT or lx.numbers(w[1])):
-            return True
-    return False
+    """The words tell the listener to do something: "please", or a clause that opens with a verb and its object
+    ("Preheat the oven", "unplug the router, wait ten seconds"; pipeline.quality.retelling.imperative_verbs)."""
+    return bool(re.search(r"\bplease\b", transcript, re.I) or imperative_verbs(transcript))
 
 
 def qa_rules(s: Subject, cfg: LLMConfig) -> Failure | None:
@@ -402,7 +396,9 @@ def qa_rules(s: Subject, cfg: LLMConfig) -> Failure | None:
     if g < cfg.qa_min_grounding:
         return "ungrounded", f"only {g:.0%} of the answer's content words occur in the transcript"
     f = (answer_kind(q, a, s.transcript) or identity_of_a_named_span(q, a, s.transcript) or repeated_in_question(q)
-         or condition_as_fact(q, a, s.transcript) or answer_elsewhere(q, a, s.transcript))
+         or condition_as_fact(q, a, s.transcript) or subject_of_another_verb(q, a, s.transcript)
+         or invented_setting(q, s.transcript) or counted_other_thing(q, a, s.transcript)
+         or answer_elsewhere(q, a, s.transcript))
     if f:
         return f
     if cfg.qa_extractive:
@@ -550,6 +546,7 @@ def rule_check(s: Subject, cfg: LLMConfig, sentences: list[set[str]], examples: 
     if s.task == "description":
         return (voice_of_assistant(s) or consistency(s, seed) or swapped_pronoun(s.transcript, s.response)
                 or question_as_statement(s.transcript, s.response) or negated_retelling(s.transcript, s.response)
+                or listener_action_as_speaker(s.transcript, s.response)
                 or uninformative(s, cfg)
                 or invented(s, f"{s.seed_description} {s.transcript}") or novel_content(s, cfg))
     return invented(s, s.transcript) or qa_rules(s, cfg)
@@ -570,4 +567,4 @@ def _basic_rules(s: Subject, cfg: LLMConfig, language: str) -> Failure | None:
         return "answer_repeats_question", "the answer repeats the question or the whole transcript"
     if g < cfg.qa_min_grounding:
         return "ungrounded", f"only {g:.0%} of the answer's content words occur in the transcript"
-    return None
+    return answer_type_i18n(s.prompt, s.response, language)

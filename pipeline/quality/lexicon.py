@@ -133,13 +133,15 @@ NOISY_W = re.compile(r"\b(?:(slight|faint|little|some|minimal|a bit of|a little|
                      r"low[- ]quality)\b")
 EMOTIONS = {
     "happy": "happy happily cheerful cheerfully joyful joyfully joyous delighted excited excitedly glad gladly upbeat "
-             "enthusiastic enthusiastically pleased elated bright brightly warmly",
+             "enthusiastic enthusiastically pleased elated bright brightly warmly relieved grateful gratefully thankful "
+             "proud proudly hopeful hopefully relaxed",
     "sad": "sad sadly sorrowful sorrowfully melancholy melancholic gloomy tearful tearfully trembling mournful "
-           "disappointed disappointedly dejected",
+           "disappointed disappointedly dejected upset hurt lonely weary",
     "angry": "angry angrily annoyed irritated irritably furious furiously frustrated shouts shouting yells yelling "
              "outraged irate harsh harshly",
     "neutral": "neutral calm calmly flat evenly matter-of-fact matter-of-factly composed",
-    "fearful": "afraid fearful fearfully scared anxious anxiously nervous nervously worried frightened",
+    "fearful": "afraid fearful fearfully scared anxious anxiously nervous nervously worried frightened tense uneasy "
+               "stressed",
     "surprised": "surprised amazed astonished",
     "disgusted": "disgusted disgust",
 }

@@ -23,7 +23,8 @@ EXTENT_UNITS = {"long": frozenset(lx.stem(w) for w in f"{_TIME_UNITS} {_LENGTH_U
                 "far": frozenset(lx.stem(w) for w in f"{_LENGTH_UNITS} {_TIME_UNITS} walk drive ride".split())}
 ADVERB_A = frozenset("early late soon quickly slowly prudently carefully often always never sometimes usually rarely "
                      "again already still yet now then later together alone".split())
-LOCATIVE = frozenset("in on at under behind inside outside near beside between above below over there it this that "
+LOCATIVE = frozenset("in on at under behind inside outside near beside between above below over next opposite across "
+                     "around along beyond past beneath underneath among there it this that "
                      "happening wrong going".split())
 
 
@@ -127,4 +128,76 @@ def repeated_in_question(q: str) -> Failure | None:
     return None
 
 
-__all__ = ["answer_kind", "condition_as_fact", "identity_of_a_named_span", "repeated_in_question"]
+WHO_Q = re.compile(r"^who (?:(?:is|was|are|were|will|would|should|can|could|must|did|does|do|has|have|had) )?(?P<rest>.+?)\s*\?$", re.I)
+_SUBJECTS = frozenset("i you he she we they it the a an my your his her our their this that".split())
+_AUX = frozenset("is was are were will would should can could must did does do has have had not also still then "
+                 "just never always often 'll 's".split())
+
+
+def subject_of_another_verb(q: str, a: str, transcript: str) -> Failure | None:
+    """"Who should drink more water?" -> "The doctor" for "The doctor said I should drink more water": the answer
+    stands in the words before the question's verb, but another subject ("I") stands between them."""
+    m = WHO_Q.match(q.strip())
+    if not m:
+        return None
+    rest = lx.tokens(m.group("rest"))
+    verb = next((w for w in rest if w not in lx.STOP and w not in _AUX), None)
+    words, ans = lx.tokens(transcript), _without_article(lx.tokens(a))
+    if not verb or not ans or lx.stem(verb) in {lx.stem(x) for x in ans}:
+        return None
+    i = _span_at(words, ans[-2:] if len(ans) > 1 else ans)
+    at = [k for k, w in enumerate(words) if lx.stem(w) == lx.stem(verb)]
+    if i < 0 or not at:
+        return None
+    after = [k for k in at if k > i]
+    if not after:
+        return None
+    between = words[i + min(len(ans), 2):after[0]]
+    other = [w for w in between if w in _SUBJECTS - {"the", "a", "an", "this", "that"}]
+    if other:
+        return "answer_elsewhere", (f"{' '.join(ans)!r} is not who {verb!r}s in the words: {other[0]!r} stands "
+                                    f"between them")
+    return None
+
+
+PLACE_PP = re.compile(r"\b(?:in|at|on|into|inside|from|near|behind|under) (?:the|a|an|his|her|their|our|my|your) "
+                      r"(?P<noun>[a-z]+)(?=\s*\?|\s)", re.I)
+
+
+_IDIOM = frozenset("end beginning start way meantime moment past future case fact general total front middle first "
+                   "last time".split())
+HOW_MANY = re.compile(r"^(?:\w+\s+)?how many (?P<noun>[a-z]+)\b", re.I)
+
+
+def counted_other_thing(q: str, a: str, transcript: str) -> Failure | None:
+    """"How many tickets are there?" -> "Twenty" for "... cost twenty pounds each": the answer's number counts
+    another thing in the words (the noun right after it there is not the one asked about)."""
+    m = HOW_MANY.search(q.strip())
+    if not m:
+        return None
+    asked = lx.stem(m.group("noun").lower())
+    vals = lx.numbers(a)
+    words = lx.tokens(transcript)
+    for k, w in enumerate(words[:-1]):
+        if lx.numbers(w) and lx.numbers(w) & vals:
+            nxt = words[k + 1]
+            if lx.numbers(nxt) or nxt in lx.STOP:
+                continue
+            if lx.stem(nxt) != asked and asked not in {lx.stem(x) for x in lx.tokens(a)}:
+                return "answer_type", f"{w!r} counts {nxt!r} in the words, not {m.group('noun')!r}"
+    return None
+
+
+def invented_setting(q: str, transcript: str) -> Failure | None:
+    """"What did the brother fix in the kitchen?" for "... fixed the leaking tap in the bathroom": the question
+    sets its scene with a place the words never name."""
+    said = lx.stem_set(transcript)
+    for m in PLACE_PP.finditer(q):
+        noun = m.group("noun").lower()
+        if noun not in lx.STOP | _IDIOM | lx.TIME_A and lx.stem(noun) not in said and not lx.numbers(noun):
+            return "question_ungrounded", f"the question places it {m.group(0).strip()!r}; the words name no {noun!r}"
+    return None
+
+
+__all__ = ["answer_kind", "condition_as_fact", "counted_other_thing", "identity_of_a_named_span", "invented_setting", "repeated_in_question",
+           "subject_of_another_verb"]

@@ -55,4 +55,49 @@ def negated_retelling(transcript: str, description: str) -> Failure | None:
     return None
 
 
-__all__ = ["negated_retelling", "question_as_statement", "swapped_pronoun"]
+_OBJECT = frozenset("the a an your it them this that these those some all up down out in off on back left right me us".split())
+_MODAL = frozenset("will can could should must may might would 'll shall".split())
+_SPEAKER = frozenset("speaker man woman he she narrator guide announcer voice person".split())
+_REPORTING = frozenset("says said say tells told tell asks asked ask explains explained explain that to telling asking "
+                       "saying explaining invites invited advises advised urges urged directs directed instructs "
+                       "instructed reminds reminded describes described gives giving recommends suggests".split())
+
+
+def imperative_verbs(transcript: str) -> set[str]:
+    """Stems of the verbs the words tell the listener to do: a clause (at the start, after punctuation, "and" or
+    "then") that opens with a verb-like word and its object ("Preheat the oven", "look to your right"), and the verb
+    after "you" ("you will see")."""
+    t = transcript.lower()
+    verbs = set()
+    for clause in re.split(r"[.!?;:,]\s*|\s(?:and|then)\s", t):
+        w = lx.tokens(clause)
+        if len(w) >= 2 and w[0] not in lx.STOP and not w[0].endswith("s") and (w[1] in _OBJECT or lx.numbers(w[1])):
+            verbs.add(lx.stem(w[0]))
+    w = lx.tokens(t)
+    for i, x in enumerate(w[:-1]):
+        if x == "you":
+            v = w[i + 2] if w[i + 1] in _MODAL and i + 2 < len(w) else w[i + 1]
+            if v not in lx.STOP:
+                verbs.add(lx.stem(v))
+    return verbs
+
+
+def listener_action_as_speaker(transcript: str, description: str) -> Failure | None:
+    """The words tell the listener what to do ("When you reach the top of the hill, look to your right") and the
+    description has the speaker do it ("A woman with a high voice reaches the top of the hill, looks to her right"):
+    a verb of the words' listener, in the third person, after a speaker reference and no reporting verb."""
+    verbs = imperative_verbs(transcript) | {lx.stem(w) for w in re.findall(r"\bif you (\w+)", transcript.lower())}
+    if not verbs:
+        return None
+    for sentence in re.split(r"(?<=[.!?])\s+", description):
+        d = lx.tokens(sentence)
+        for i, w in enumerate(d):
+            if (w.endswith("s") or w.endswith("ed")) and lx.stem(w) in verbs and _SPEAKER & set(d[:i]) \
+                    and not _REPORTING & set(d[:i]):
+                return "contradicts_transcript", (f"the speaker {w!r} in the description; the words tell the listener "
+                                                  f"to {lx.stem(w)}")
+    return None
+
+
+__all__ = ["imperative_verbs", "listener_action_as_speaker", "negated_retelling", "question_as_statement",
+           "swapped_pronoun"]

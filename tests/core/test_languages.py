@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from pipeline.core.config import known_languages, load_profile
+from pipeline.core.config import LLMConfig, known_languages, load_profile
 from pipeline.core.prompts import PROMPT_DIR, fallbacks, lines, localized, render
 from pipeline.core.text import error_metric, error_rate, morae, rate_units, reading, tokens, word_count
 from pipeline.run.plan import build_plan
@@ -153,6 +153,28 @@ def test_language_rules_count_characters_for_ja():
         assert got and got[0] == reason, (q, got)
     assert rule_check(Subject("x", "qa", de, "", "Warum hatte der Flug Verspätung?", "weil am Flughafen viel Schnee lag",
                               language="de"), LLMConfig(output_language="de"), []) is None
+
+
+@pytest.mark.parametrize("lang,transcript,question,bad,good", [
+    ("es", "La biblioteca cierra temprano los domingos.", "¿Dónde cierra la biblioteca?", "temprano los domingos",
+     "¿Cuándo cierra temprano la biblioteca?|los domingos"),
+    ("fr", "Le dentiste Martin reçoit le jeudi matin.", "Quel est le nom du dentiste ?", "le dentiste",
+     "Quel est le nom du dentiste ?|Martin"),
+    ("de", "Die Bibliothek schließt sonntags früh.", "Wann schließt die Bibliothek?", "die Bibliothek",
+     "Wann schließt die Bibliothek früh?|sonntags"),
+    ("it", "Mia nonna coltiva tre file di pomodori nel giardino.", "Quante file di pomodori coltiva la nonna?",
+     "nel giardino", "Quante file di pomodori coltiva la nonna?|tre"),
+    ("zh", "图书馆星期天很早关门。", "图书馆什么时候关门？", "图书馆", "图书馆什么时候关门？|星期天"),
+])
+def test_answer_types_outside_english(lang, transcript, question, bad, good):
+    """Where / when / how many / name questions answered with the wrong kind of thing, per language's word list."""
+    from pipeline.quality.checks import Subject, rule_check
+
+    cfg = LLMConfig(output_language=lang)
+    got = rule_check(Subject("x", "qa", transcript, "", question, bad, language=lang), cfg, [])
+    assert got and got[0] == "answer_type", got
+    q, a = good.split("|")
+    assert rule_check(Subject("x", "qa", transcript, "", q, a, language=lang), cfg, []) is None
 
 
 def test_speech_normalisation_keeps_cjk_text():

@@ -307,3 +307,36 @@ def test_a_supposed_condition_asked_as_a_fact_and_a_word_asked_twice():
     v = _qa(turn, "What is the traffic light at the second traffic light?", "left")
     assert not v.keep and v.reason == "odd_question" and "twice" in v.detail, (v.reason, v.detail)
     assert _qa(turn, "Where will the bakery be?", "On your right.").keep
+
+
+def test_the_speaker_does_what_the_words_tell_the_listener_to_do():
+    t = "When you get to the station, take the second exit and you will find the taxi rank."
+    seed = f"[00:00-00:04] {t} (Gender: Male, Pitch: low pitch, Speaking speed: normal speed, SNR: clean, Duration: 4s)"
+    bad = verdict("description", "A man with a low voice, in a clean recording, gets to the station, takes the second exit "
+                                 "and finds the taxi rank.", transcript=t, seed=seed)
+    assert not bad.keep and bad.reason == "contradicts_transcript" and "listener" in bad.detail, (bad.reason, bad.detail)
+    ok = verdict("description", "A man with a low voice, in a clean recording, explains that at the station one takes the "
+                                "second exit and finds the taxi rank.", transcript=t, seed=seed)
+    assert ok.keep, (ok.reason, ok.detail)
+    # a feeling the seed does not give, and "what is next to X?" asks what is there
+    v = verdict("description", "A woman, at a normal pace, says that the museum opens at nine in the morning and closes "
+                               "at six on weekdays, and she sounds proud and relieved.",
+                seed=f"[00:00-00:04] {T} (Gender: Female, Pitch: normal pitch, Speaking speed: normal speed, SNR: fairly "
+                     "clean (24 dB), Duration: 4s)")
+    assert not v.keep and v.reason == "unsupported_attribute", (v.reason, v.detail)
+    shop = "The chemist is next to the post office on the high street."
+    assert _qa(shop, "What is next to the post office?", "The chemist.").keep
+
+
+def test_who_asked_of_another_subject_a_setting_never_named_and_a_number_of_something_else():
+    nurse = "The nurse told me that my father should rest for three days after the operation."
+    v = _qa(nurse, "Who should rest after the operation?", "The nurse.")
+    assert not v.keep and v.reason == "answer_elsewhere" and "stands between" in v.detail, (v.reason, v.detail)
+    assert _qa(nurse, "Who should rest after the operation?", "The speaker's father.").keep
+    v = _qa(nurse, "How long should the father rest in the hospital?", "Three days.")
+    assert not v.keep and v.reason == "question_ungrounded" and "'hospital'" in v.detail, (v.reason, v.detail)
+    assert _qa(nurse, "How long should the father rest after the operation?", "Three days.").keep
+    bus = "The bus stops at four villages and the fare is two euros."
+    v = _qa(bus, "How many villages does the bus stop at?", "Two.")
+    assert not v.keep and v.reason == "answer_type" and "'euros'" in v.detail, (v.reason, v.detail)
+    assert _qa(bus, "How many villages does the bus stop at?", "Four.").keep
