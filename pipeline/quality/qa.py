@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from pipeline.core.config import LLMConfig
 from pipeline.core.text import normalize, tokens, word_count
+from pipeline.quality.question_types_i18n import fold, function_words
 from pipeline.quality.text_rules import LEAK, REFUSAL, Failure, language_mismatch, leaked_prompt
 
 STOP = set("a an the and or but of to in on at for with is are was were be been it this that these those i you he she we they my your his her our their what which who how do does did not no yes so as by from".split())
@@ -16,7 +17,8 @@ STOP = set("a an the and or but of to in on at for with is are was were be been 
 
 def grounded(answer: str, transcript: str, language: str | None = None) -> float:
     """Share of the answer's content words (characters for ja, zh, ...) that occur in the transcript."""
-    ans = [w for w in tokens(answer, language) if w not in STOP]
+    fw = function_words(language)
+    ans = [w for w in tokens(answer, language) if w not in STOP and not (fw and fold(w) in fw)]
     if not ans:
         return 0.0
     tr = set(tokens(transcript, language))

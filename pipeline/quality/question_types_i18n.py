@@ -90,6 +90,33 @@ LISTS: dict[str, dict[str, str]] = {
            "numbers": "一二两三四五六七八九十百千万半几"},
 }
 _CJK = {"ja", "zh"}
+#: function words per language (folded): not counted as content when an answer's grounding is measured
+FUNCTION_WORDS: dict[str, frozenset] = {k: frozenset(v.split()) for k, v in {
+    "es": "el la los las lo un una unos unas de del al a en y o u que se su sus mi mis tu tus es son fue era esta "
+          "estan por para con sin sobre entre hasta desde muy mas ya no si le les me te nos este esta estos estas ese "
+          "esa eso aquel como cual quien donde cuando hay ha han",
+    "fr": "le la les l un une des de du d au aux a en et ou que qu qui se sa son ses mon ma mes ton ta tes est sont "
+          "etait par pour avec sans sur sous dans entre ne pas plus tres il elle ils elles on nous vous je me te lui "
+          "leur leurs ce cet cette ces y",
+    "de": "der die das den dem des ein eine einen einem einer eines und oder aber dass zu im in am an auf aus bei "
+          "mit nach von vor fur uber unter ist sind war waren hat haben wird es er sie wir ihr ich du sich sein seine "
+          "ihre mein meine nicht kein keine sehr auch noch schon so wie",
+    "it": "il lo la i gli le l un uno una di del della dei delle al alla a in e o che si suo sua suoi sue mio mia "
+          "tuo tua e sono era per con senza su tra fra da dal dalla non piu molto lui lei noi voi io mi ti ci vi "
+          "questo questa quello quella come",
+    "pt": "o a os as um uma uns umas de do da dos das ao aos em no na nos nas e ou que se seu sua seus suas meu "
+          "minha e sao era por para com sem sobre entre ate desde nao mais muito ele ela eles elas nos voce eu me te "
+          "lhe este esta esse essa isso como",
+}.items()}
+
+
+def function_words(language: str | None) -> frozenset:
+    """The folded function words of ``language`` (empty where there is no list)."""
+    return FUNCTION_WORDS.get((language or "").split("-")[0].lower(), frozenset())
+
+
+def fold(word: str) -> str:
+    return _fold(word)
 
 
 def answer_type(question: str, answer: str, language: str) -> Failure | None:
@@ -142,4 +169,4 @@ _GERMAN_COMMON = frozenset("zahnarzt zahnarztin arzt arztin doktor lehrer lehrer
                            "mutter vater bruder schwester nachbar nachbarin freund freundin hund katze stadt".split())
 
 
-__all__ = ["LISTS", "answer_type"]
+__all__ = ["FUNCTION_WORDS", "LISTS", "answer_type", "fold", "function_words"]

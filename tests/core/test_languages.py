@@ -204,3 +204,12 @@ def test_prompt_dirs_are_languages_with_profiles():
     dirs = {d.name for d in PROMPT_DIR.iterdir() if d.is_dir() and d.name != "tasks"}
     dirs |= {d.name for d in (PROMPT_DIR / "tasks").iterdir() if d.is_dir()}
     assert dirs <= set(known_languages()), dirs - set(known_languages())
+
+
+def test_grounding_outside_english_skips_the_languages_function_words():
+    """"La tienda" for a transcript about "la panadería": "la" is not content, so nothing of the answer is heard."""
+    from pipeline.quality.qa import grounded
+
+    t = "Gire a la izquierda en el segundo semáforo y la panadería estará a su derecha."
+    assert grounded("La tienda", t, "es") == 0.0 and grounded("La panadería", t, "es") == 1.0
+    assert grounded("Le magasin", "La boulangerie est à droite.", "fr") == 0.0
