@@ -129,7 +129,7 @@ def repeated_in_question(q: str) -> Failure | None:
 
 
 WHO_Q = re.compile(r"^who (?:(?:is|was|are|were|will|would|should|can|could|must|did|does|do|has|have|had) )?(?P<rest>.+?)\s*\?$", re.I)
-_SUBJECTS = frozenset("i you he she we they it the a an my your his her our their this that".split())
+_SUBJECTS = frozenset("i you he she we they it my your his her our their".split())  # another verb's subject
 _AUX = frozenset("is was are were will would should can could must did does do has have had not also still then "
                  "just never always often 'll 's".split())
 
@@ -153,7 +153,7 @@ def subject_of_another_verb(q: str, a: str, transcript: str) -> Failure | None:
     if not after:
         return None
     between = words[i + min(len(ans), 2):after[0]]
-    other = [w for w in between if w in _SUBJECTS - {"the", "a", "an", "this", "that"}]
+    other = [w for w in between if w in _SUBJECTS]
     if other:
         return "answer_elsewhere", (f"{' '.join(ans)!r} is not who {verb!r}s in the words: {other[0]!r} stands "
                                     f"between them")

@@ -11,13 +11,13 @@ import unicodedata
 from pipeline.quality.text_rules import Failure
 
 
-def _fold(text: str) -> str:
+def fold(text: str) -> str:
     """Lower case without accents ("¿Dónde?" -> "¿donde?"), so that the lists need one spelling."""
     return "".join(c for c in unicodedata.normalize("NFD", text.lower()) if unicodedata.category(c) != "Mn")
 
 
 def _words(text: str) -> list[str]:
-    return re.findall(r"\w+", _fold(text))
+    return re.findall(r"\w+", fold(text))
 
 
 #: per language: question starts (regex on folded text) and answer vocabularies (folded words)
@@ -90,6 +90,9 @@ LISTS: dict[str, dict[str, str]] = {
            "numbers": "一二两三四五六七八九十百千万半几"},
 }
 _CJK = {"ja", "zh"}
+# articles and contracted prepositions that may come with a time ("los domingos", "am Sonntag")
+_ARTICLES = frozenset("el la los las le les l der die das den dem il lo gli o os as a de du des del di am um en em no "
+                      "na al au".split())
 #: function words per language (folded): not counted as content when an answer's grounding is measured
 FUNCTION_WORDS: dict[str, frozenset] = {k: frozenset(v.split()) for k, v in {
     "es": "el la los las lo un una unos unas de del al a en y o u que se su sus mi mis tu tus es son fue era esta "
@@ -115,16 +118,12 @@ def function_words(language: str | None) -> frozenset:
     return FUNCTION_WORDS.get((language or "").split("-")[0].lower(), frozenset())
 
 
-def fold(word: str) -> str:
-    return _fold(word)
-
-
 def answer_type(question: str, answer: str, language: str) -> Failure | None:
     """The answer is of the wrong kind for the question word, in ``language`` (None where there is no list)."""
     lists = LISTS.get(language)
     if not lists:
         return None
-    q, a = _fold(question.strip()), answer.strip()
+    q, a = fold(question.strip()), answer.strip()
     if language in _CJK:
         chars = set(re.sub(r"\W", "", a))
         timeish = bool(chars & set(lists["time"])) or bool(re.search(r"\d", a))
@@ -135,9 +134,7 @@ def answer_type(question: str, answer: str, language: str) -> Failure | None:
         time_w, num_w = set(lists["time"].split()), set(lists["numbers"].split())
         timeish = bool(set(words) & time_w) or bool(re.search(r"\d", a))
         numberish = bool(set(words) & num_w) or bool(re.search(r"\d", a))
-        articles = {"el", "la", "los", "las", "le", "les", "l", "der", "die", "das", "den", "dem", "il", "lo", "gli",
-                    "o", "os", "as", "a", "de", "du", "des", "del", "di", "am", "um", "en", "em", "no", "na", "al", "au"}
-        only_time = bool(words) and set(words) <= time_w | num_w | articles | {w for w in words if w.isdigit()}
+        only_time = bool(words) and set(words) <= time_w | num_w | _ARTICLES | {w for w in words if w.isdigit()}
     if re.search(lists["where"], q) and only_time:
         return "answer_type", "a where-question answered with a time, not a place"
     if re.search(lists["when"], q) and not timeish:
@@ -159,8 +156,8 @@ def _has_name(answer: str, language: str) -> bool:
     capitalised: there a name is a capitalised word the lists do not know as a common word; unknown: allowed)."""
     words = re.findall(r"[^\W\d_]+", answer)
     for i, w in enumerate(words):
-        if w[:1].isupper() and not (i == 0 and _fold(w) in _OPENERS) \
-                and not (language == "de" and _fold(w) in _GERMAN_COMMON | _OPENERS):
+        if w[:1].isupper() and not (i == 0 and fold(w) in _OPENERS) \
+                and not (language == "de" and fold(w) in _GERMAN_COMMON | _OPENERS):
             return True
     return False
 

@@ -86,7 +86,7 @@ def listener_action_as_speaker(transcript: str, description: str) -> Failure | N
     """The words tell the listener what to do ("When you reach the top of the hill, look to your right") and the
     description has the speaker do it ("A woman with a high voice reaches the top of the hill, looks to her right"):
     a verb of the words' listener, in the third person, after a speaker reference and no reporting verb."""
-    verbs = imperative_verbs(transcript) | {lx.stem(w) for w in re.findall(r"\bif you (\w+)", transcript.lower())}
+    verbs = imperative_verbs(transcript)
     if not verbs:
         return None
     for sentence in re.split(r"(?<=[.!?])\s+", description):

@@ -21,6 +21,11 @@ def verdict(task, response, prompt="What can you hear from the audio?", **kw):
     return QualityFilter(CFG).evaluate([s])[0]
 
 
+def _seed(t: str, gender: str = "Male", pitch: str = "low pitch", seconds: int = 4) -> str:
+    return (f"[00:00-00:0{seconds}] {t} (Gender: {gender}, Pitch: {pitch}, Speaking speed: normal speed, SNR: clean, "
+            f"Duration: {seconds}s)")
+
+
 def test_parse_seed_reads_every_attribute():
     s = parse_seed(SEED)
     assert s.duration_s == 4.0
@@ -112,7 +117,7 @@ def test_qa_failures_have_their_reason(question, answer, reason):
 
 def test_answer_from_another_clause_than_the_question():
     t = "The kettle is boiling, and there are fresh biscuits in the blue tin on the shelf."
-    seed = f"[00:00-00:04] {t} (Gender: Female, Pitch: normal pitch, Speaking speed: normal speed, SNR: clean, Duration: 4s)"
+    seed = _seed(t, "Female", "normal pitch")
     bad = verdict("qa", "Fresh biscuits.", "What is the kettle boiling?", transcript=t, seed=seed)
     assert not bad.keep and bad.reason == "answer_elsewhere", (bad.reason, bad.detail)
     for q, a in (("Where are the fresh biscuits?", "In the blue tin on the shelf."), ("What is boiling?", "The kettle.")):
@@ -121,8 +126,7 @@ def test_answer_from_another_clause_than_the_question():
 
 
 def _qa(t: str, q: str, a: str):
-    seed = f"[00:00-00:04] {t} (Gender: Male, Pitch: low pitch, Speaking speed: normal speed, SNR: clean, Duration: 4s)"
-    return verdict("qa", a, q, transcript=t, seed=seed)
+    return verdict("qa", a, q, transcript=t, seed=_seed(t))
 
 
 def test_what_is_questions_about_a_span_the_transcript_only_names():
@@ -143,7 +147,7 @@ def test_what_is_questions_about_a_span_the_transcript_only_names():
 
 def test_description_that_swaps_the_gender_of_a_person_in_the_words():
     t = "She practised the piano every evening until she could play the whole piece from memory."
-    seed = f"[00:00-00:04] {t} (Gender: Male, Pitch: low pitch, Speaking speed: normal speed, SNR: clean, Duration: 4s)"
+    seed = _seed(t)
     bad = verdict("description", "A man with a low voice, at a normal pace, says that he practised the piano every evening "
                                  "until he could play the whole piece from memory.", transcript=t, seed=seed)
     assert not bad.keep and bad.reason == "contradicts_transcript" and "'she' 'practised'" in bad.detail, bad.detail
@@ -154,7 +158,7 @@ def test_description_that_swaps_the_gender_of_a_person_in_the_words():
 
 def test_description_that_turns_a_question_into_a_statement():
     t = "Could you remind me to call the dentist on Thursday morning?"
-    seed = f"[00:00-00:03] {t} (Gender: Female, Pitch: normal pitch, Speaking speed: normal speed, SNR: clean, Duration: 3s)"
+    seed = _seed(t, "Female", "normal pitch", 3)
     bad = verdict("description", "A woman, at a normal pace, in a clean recording, says that she could remind herself to "
                                  "call the dentist on Thursday morning.", transcript=t, seed=seed)
     assert not bad.keep and bad.reason == "contradicts_transcript" and "question" in bad.detail, (bad.reason, bad.detail)
@@ -269,7 +273,7 @@ def test_reasons_units_instructions_particles_negations_and_whole_transcript_ans
     assert not v.keep and v.reason == "odd_question" and "whole transcript" in v.detail, (v.reason, v.detail)
     # a phrasal verb's particle ends a finished sentence; "and" does not
     lights = "Switch the lights off before you leave the office."
-    seed = f"[00:00-00:03] {lights} (Gender: Male, Pitch: low pitch, Speaking speed: normal speed, SNR: clean, Duration: 3s)"
+    seed = _seed(lights, seconds=3)
     ok = verdict("description", "A man with a low voice asks, in a clean recording, for the lights to be switched off.",
                  transcript=lights, seed=seed)
     assert ok.keep, (ok.reason, ok.detail)
@@ -311,7 +315,7 @@ def test_a_supposed_condition_asked_as_a_fact_and_a_word_asked_twice():
 
 def test_the_speaker_does_what_the_words_tell_the_listener_to_do():
     t = "When you get to the station, take the second exit and you will find the taxi rank."
-    seed = f"[00:00-00:04] {t} (Gender: Male, Pitch: low pitch, Speaking speed: normal speed, SNR: clean, Duration: 4s)"
+    seed = _seed(t)
     bad = verdict("description", "A man with a low voice, in a clean recording, gets to the station, takes the second exit "
                                  "and finds the taxi rank.", transcript=t, seed=seed)
     assert not bad.keep and bad.reason == "contradicts_transcript" and "listener" in bad.detail, (bad.reason, bad.detail)

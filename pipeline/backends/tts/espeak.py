@@ -44,33 +44,38 @@ def _parse_wav(data: bytes) -> tuple[np.ndarray, int]:
     raise TTSError("espeak-ng: WAV stream has no data chunk")
 
 
+def _voice_table(binary: str, which: str) -> list[list[str]]:
+    """The rows of ``espeak-ng --voices`` / ``--voices=variant`` with all 5 columns (Pty Language Age/Gender
+    VoiceName File), header left out."""
+    out = subprocess.run([binary, which], capture_output=True, text=True, timeout=30).stdout
+    return [cols for cols in (line.split() for line in out.splitlines()[1:]) if len(cols) >= 5]
+
+
 @lru_cache(maxsize=4)
 def _espeak_variants(binary: str) -> dict[str, str]:
     """Variant name (file name in voices/!v, lower case) -> gender letter ('M'/'F'/'-')."""
-    out = subprocess.run([binary, "--voices=variant"], capture_output=True, text=True, timeout=30).stdout
     variants: dict[str, str] = {}
-    for line in out.splitlines()[1:]:
-        cols = line.split()
-        if len(cols) >= 5 and cols[4].startswith("!v/"):
+    for cols in _voice_table(binary, "--voices=variant"):
+        if cols[4].startswith("!v/"):
             variants[cols[4][3:].lower()] = cols[2].split("/")[-1][:1]
             variants.setdefault(cols[3].lower(), cols[2].split("/")[-1][:1])
     return variants
 
 
-def _say(binary: str, voice: str) -> bytes:
-    return subprocess.run([binary, "-v", voice, "--stdout", "hello there"], capture_output=True, timeout=30).stdout
-
-
 @lru_cache(maxsize=4)
 def _voice_files(binary: str) -> dict[str, str]:
     """Language name -> its espeak-ng voice file (``en-gb`` -> ``gmw/en``), formant voices only (no mbrola)."""
-    out = subprocess.run([binary, "--voices"], capture_output=True, text=True, timeout=30).stdout
     files: dict[str, str] = {}
-    for line in out.splitlines()[1:]:
-        cols = line.split()
-        if len(cols) >= 5 and not cols[4].startswith("mb/"):
+    for cols in _voice_table(binary, "--voices"):
+        if not cols[4].startswith("mb/"):
             files.setdefault(cols[1].lower(), cols[4])
     return files
+
+
+@lru_cache(maxsize=256)
+def _say(binary: str, voice: str) -> bytes:
+    """A short probe phrase in ``voice`` (cached: every variant of one language compares with the same plain voice)."""
+    return subprocess.run([binary, "-v", voice, "--stdout", "hello there"], capture_output=True, timeout=30).stdout
 
 
 @lru_cache(maxsize=256)
