@@ -153,6 +153,9 @@ class LLMConfig(_M):
     structured_output: bool = True  # constrain JSON answers by their schema (grammar / guided decoding)
     # llama-cpp-batched and llama-cpp (llama-server): sequences decoded together (KV cache = slots * n_ctx tokens)
     slots: int = Field(16, ge=1, le=64)
+    # llama-cpp-batched: finished prompts whose KV cells are kept, so a retry of the same prompt (or another request
+    # starting with the same tokens) reads only what differs; 0 turns it off
+    kept_prompts: int = Field(64, ge=0, le=160)
     # shards the llm stage works on at once in one process, when its engine takes calls from several threads
     # (llama-cpp-batched, llama-cpp, openai): their requests share the decode steps, so the slots stay full
     shards_in_flight: int = Field(2, ge=1, le=16)
@@ -173,6 +176,10 @@ class LLMConfig(_M):
     request_timeout_s: float = 300.0
     # SALM-style QA: pairs asked for per utterance, grounded in the transcript (reference, else ASR)
     n_qa: int = Field(3, ge=0, le=10)
+    # pairs asked of one utterance: one per this many words of its transcript, at least 1, at most n_qa (a short
+    # sentence holds one or two facts; asking it for three gets the same fact twice, questions that hold their
+    # answer, and retries). 0: always n_qa
+    qa_words_per_pair: float = Field(7.0, ge=0)
     qa_max_tokens_per_pair: int = 60  # the QA request gets n_qa * this many tokens
     # GRASS/SpeechVerse-style label tasks made from utterance columns with templates (no LLM)
     label_tasks: list[Literal["asr", "gender", "speaking_rate", "pitch", "noise_level", "language", "emotion", "accent"]] = Field(

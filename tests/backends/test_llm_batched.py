@@ -2,6 +2,7 @@
 back complete, schema-valid and in request order; shared conversation prefixes are read once and copied; the
 finish reason says when max_tokens cut an answer; top log-probabilities; a request too long for its slot is a
 clear error; memory is sized by slots (the KV cache does not grow with the number of requests)."""
+import dataclasses
 import json
 import threading
 
@@ -49,10 +50,45 @@ def test_more_requests_than_slots_come_back_complete_valid_and_in_order(engine):
     assert engine.usage.requests - before["requests"] == len(reqs)
     # the shared system prompt (~30 tokens) was read once and copied: every request reports it as cached
     assert all(c.cached_tokens >= 25 and c.cached_tokens < c.prompt_tokens for c in outs), [c.cached_tokens for c in outs]
-    # a greedy answer does not depend on what else is decoded with it; the prefix stays cached between calls
+    # a greedy answer does not depend on what else is decoded with it; the same prompt again starts from its kept
+    # KV cells: only its last token is read
     alone = engine.complete([reqs[5]])[0]
     assert json.loads(alone.text) == json.loads(outs[5].text)
-    assert alone.cached_tokens == outs[5].cached_tokens
+    assert alone.cached_tokens == alone.prompt_tokens - 1
+
+
+def test_kept_prompts_are_reused_bounded_and_give_the_same_answers(monkeypatch):
+    eng = LlamaBatchedEngine(QWEN, slots=2, n_ctx=512, keep=2)
+    try:
+        reqs = city_requests()[:4]
+        first = eng.complete(reqs)
+        assert len(eng._kept) == 2  # four prompts finished, two kept (least recently used out)
+        hits = eng.steps["kept_hits"]
+        again = eng.complete([dataclasses.replace(r, seed=99) for r in reqs[2:]])  # a retry: the same prompts
+        assert eng.steps["kept_hits"] - hits == 2
+        assert [c.cached_tokens for c in again] == [c.prompt_tokens - 1 for c in again]
+        assert [json.loads(c.text) for c in again] == [json.loads(c.text) for c in first[2:]]  # greedy: same answers
+        # a prompt that only starts like a kept one reuses the common part (beyond the shared system prompt)
+        other = ChatRequest(messages=[reqs[3].messages[0], {"role": "user", "content": reqs[3].messages[1]["content"]
+                                                            .replace("for a week.", "for two days.")}],
+                            max_tokens=24, temperature=0.0, json_schema=CITY_SCHEMA)
+        c = eng.complete([other])[0]
+        assert first[3].cached_tokens < c.cached_tokens < c.prompt_tokens - 1
+        assert json.loads(c.text)["city"] == CITIES[3]
+        # when the KV cache is full the kept prompts are dropped first, and the step is decoded again
+        assert eng._kept
+        real, calls = eng.L.llama_decode, {"n": 0}
+
+        def full_once(ctx, batch):
+            calls["n"] += 1
+            return 1 if calls["n"] == 1 else real(ctx, batch)
+
+        monkeypatch.setattr(eng.L, "llama_decode", full_once)
+        c = eng.complete([city_requests(seed=5)[6]])[0]
+        assert json.loads(c.text)["city"] == CITIES[6] and calls["n"] > 1
+        assert len(eng._kept) == 1 and len(eng._free_kept) == 1  # only the prompt that just finished is kept
+    finally:
+        eng.close()
 
 
 def test_callers_in_two_threads_are_decoded_together(engine):

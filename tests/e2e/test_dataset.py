@@ -61,11 +61,11 @@ def test_ids_unique_and_instructions_cover_utterances(built, test_profile):
     rejected = {r["id"] for r in rejects if r["stage"] in ("llm", "dedup")}  # dedup: dataset-wide near duplicates
     assert not [r for r in rejects if r["stage"] == "dedup" and r["id"].rsplit("-", 2)[1] not in ("description", "qa")], \
         "a label-task row was dropped as a near duplicate (its template text repeats over different audio by design)"
-    n_qa = test_profile.llm.n_qa
     for u in utts:
-        # every item asked for is an instruction row or an llm reject, never both
-        want = [f"{u['id']}-description-0"] + [f"{u['id']}-qa-{k}" for k in range(n_qa)]
+        # every item asked for is an instruction row or an llm reject, never both (QA: one pair per 7 words)
         text = u["reference_text"] or u["asr_text"]
+        n_qa = pairs_asked(test_profile.llm, text, test_profile.llm.output_language or u["asr_language"])
+        want = [f"{u['id']}-description-0"] + [f"{u['id']}-qa-{k}" for k in range(n_qa)]
         labels = {"asr": text, "speaking_rate": text, "gender": gender_of(u), "pitch": u["pitch_mean_hz"],
                   "noise_level": u["snr_db"], "language": u["asr_language"],
                   # text-lexicon emotion (the en profile's default) feeds descriptions, not the emotion question

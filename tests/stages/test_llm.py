@@ -12,6 +12,7 @@ from pipeline.core.rows import stable_seed, transcript_of
 from pipeline.quality.qa import grounded
 from pipeline.stages.llm.label_tasks import LabelTasks
 from pipeline.stages.llm.seed import seed_description
+from pipeline.stages.llm.qa import pairs_asked
 from pipeline.stages.llm.stage import LlmStage
 
 ROW = {"id": "u1", "source_path": "a.wav", "start_s": 0.0, "end_s": 4.2, "duration_s": 4.2,
@@ -187,6 +188,36 @@ def test_label_tasks_skip_missing_labels_and_reject_untrusted_ones():
     assert [(r["id"], r["reason"]) for r in rejects] == [("g1-gender-0", "gender_low_confidence")]
     only = _labels([LABELLED], LLMConfig(label_tasks=["asr"]))[0]
     assert [r["task"] for r in only] == ["asr"]
+
+
+def test_an_unsure_asr_pseudo_label_is_not_sent_to_the_llm():
+    class NoCalls:  # any request would fail the test: nothing may be generated from this utterance
+        name, model_id, thread_safe = "no-calls", "none", True
+
+        def complete(self, requests):
+            raise AssertionError(f"{len(requests)} request(s) sent for an utterance the gate rejects anyway")
+
+        chat = complete
+
+    words = "the ferry to the island leaves from the harbour every morning at seven and returns at noon"
+    row = {**{k: v for k, v in ROW.items() if k != "reference_text"}, "id": "n1", "asr_text": words,
+           "asr_language": "en", "asr_avg_logprob": -0.9}
+    cfg = LLMConfig(judge=False, n_qa=3)
+    out, rejects = LlmStage(cfg, NoCalls(), "t").process([row])
+    by = {r["id"]: r for r in rejects}
+    assert by["n1-description-0"]["reason"] == "description_asr_low_confidence"
+    assert {k for k in by if "-qa-" in k} == {"n1-qa-0", "n1-qa-1"}  # 17 words: 2 pairs asked
+    assert all(by[k]["reason"] == "qa_asr_low_confidence" and by[k]["raw"] is None and "-0.90" in by[k]["detail"]
+               for k in by if "-qa-" in k)
+    assert {r["task"] for r in out} >= {"asr", "speaking_rate"}  # the label tasks are still made (no LLM)
+
+
+def test_qa_pairs_asked_follow_the_transcript_length():
+    cfg = LLMConfig(n_qa=3)
+    assert [pairs_asked(cfg, " ".join(["word"] * n)) for n in (3, 6, 10, 14, 17, 40)] == [1, 1, 1, 2, 2, 3]
+    assert pairs_asked(cfg.model_copy(update={"qa_words_per_pair": 0}), "two words") == 3
+    assert pairs_asked(cfg, "博物馆早上九点开门，晚上六点关门。", "zh") == 1  # 14 characters ~ 7 words
+    assert pairs_asked(cfg, "", "en") == 3  # no transcript: every slot is a qa_no_transcript reject
 
 
 # ---- judge and near duplicates in the stage -----------------------------------------------------------------

@@ -8,13 +8,19 @@ Through llama-cpp-python's low-level bindings, on one llama.cpp context:
   (one system prompt and its few-shot turns) are grouped, their common token prefix is decoded once into a
   spare sequence and copied into every slot that needs it (``llama_memory_seq_cp``: the KV cells are shared,
   not duplicated); only the last turn is read per request;
+- finished prompts kept: when a request ends, the KV cells of its prompt stay under a sequence id of their own
+  (up to ``keep`` prompts, least recently used out first, bounded in cells); a later request whose prompt starts
+  with the same tokens (a retry of the same prompt with a new seed, a second question about the same passage)
+  copies that prefix and reads only the rest. What llama-server's ``cache_prompt`` does per slot, here across
+  all slots;
 - a sampler per sequence: top-k 40, top-p, min-p 0.05, temperature, seeded by the request (greedy at
   temperature 0), and for JSON requests a llama.cpp grammar built from the request's JSON schema: the grammar
   is asked about the 40 most likely tokens first and about the whole vocabulary only when it rejects all of
   them (what llama.cpp's own samplers do to keep grammars cheap).
 
-Memory is sized by slots, not by the dataset: the KV cache holds ``slots * n_ctx`` tokens and a finished
-request's cells are freed at once. Answers come back in request order whatever order they finish in.
+Memory is sized by slots, not by the dataset: the KV cache holds ``slots * n_ctx`` tokens; a finished
+request's generated cells are freed at once and its kept prompt holds at most ``2 * n_ctx`` cells in all (dropped
+first when the cache is full). Answers come back in request order whatever order they finish in.
 Completions have the finish reason (``stop`` / ``length``), token counts (``cached_tokens``: prompt tokens
 taken from a shared prefix) and, when asked for, the top log-probabilities of every generated token.
 """
@@ -75,6 +81,7 @@ class _Seq:
     pos: int  # tokens of this sequence already in the KV cache
     group: str | None
     cached: int = 0
+    cached_from_kept: bool = False  # its prompt started from a kept prompt (not from the group's prefix sequence)
     generated: list[int] = field(default_factory=list)
     text: bytearray = field(default_factory=bytearray)
     logprobs: list[dict[str, float]] = field(default_factory=list)
@@ -97,9 +104,10 @@ class LlamaBatchedEngine:
     thread_safe = True  # complete() may be called from several threads: their requests share the decode steps
 
     def __init__(self, model: str, *, n_ctx: int = 2048, n_threads: int = 2, slots: int = 8, n_batch: int = 512,
-                 kv_unified: bool = True):
+                 kv_unified: bool = True, keep: int = 64):
         """Sampling is seeded per request (ChatRequest.seed); ``kv_unified`` False gives every sequence its own
-        KV stream (measured slower: seq_cp then copies whole streams)."""
+        KV stream (measured slower: seq_cp then copies whole streams); ``keep``: finished prompts whose KV cells
+        are kept for reuse (0: none; needs ``kv_unified``)."""
         import llama_cpp as L
 
         global _BACKEND_READY
@@ -108,6 +116,8 @@ class LlamaBatchedEngine:
         self.usage = Usage()
         self.slots, self.n_ctx, self.n_batch = int(slots), int(n_ctx), int(n_batch)
         self.spare = 6  # sequences that hold shared prefixes (system prompts: description, QA per pair count, round trip, ...)
+        self.keep = int(keep) if kv_unified else 0  # sequences that hold finished prompts (reused by later requests)
+        self.keep_cells = 2 * self.n_ctx  # cells those may hold beyond what they share with a prefix sequence
         if not _BACKEND_READY:
             from llama_cpp._logger import set_verbose
 
@@ -122,7 +132,7 @@ class LlamaBatchedEngine:
         # unified: one cache shared by every sequence; else a stream of n_ctx cells per sequence (spares included)
         cp.n_ctx = (self.slots if kv_unified else self.slots + self.spare) * self.n_ctx
         cp.n_batch = cp.n_ubatch = self.n_batch
-        cp.n_seq_max = self.slots + self.spare
+        cp.n_seq_max = self.slots + self.spare + self.keep
         cp.n_threads = cp.n_threads_batch = int(n_threads)
         cp.kv_unified = bool(kv_unified)
         cp.no_perf = True
@@ -145,15 +155,19 @@ class LlamaBatchedEngine:
         self._free_slots = deque(range(self.slots))
         self._free_spare = deque(range(self.slots, self.slots + self.spare))
         self._prefixes: OrderedDict[str, tuple[int, list[int]]] = OrderedDict()  # key -> (spare seq, tokens), LRU
+        first_kept = self.slots + self.spare
+        self._free_kept = deque(range(first_kept, first_kept + self.keep))
+        self._kept: OrderedDict[int, tuple[np.ndarray, int]] = OrderedDict()  # seq -> (prompt tokens, own cells), LRU
         self._users: dict[str, int] = {}
         self._thread: threading.Thread | None = None
         self._closing = False
-        self.steps = {"steps": 0, "sequences": 0, "prompt_tokens": 0}  # decode steps, sequences decoded in them,
-        # prompt tokens read in them (prefixes included): sequences / steps is the mean batch width
+        self.steps = {"steps": 0, "sequences": 0, "prompt_tokens": 0, "kept_hits": 0, "kept_tokens": 0}  # decode steps, sequences decoded in them,
+        # prompt tokens read in them (prefixes included): sequences / steps is the mean batch width; kept_hits:
+        # requests that started from a kept prompt, kept_tokens: the prompt tokens that saved
 
     @classmethod
     def from_config(cls, cfg: LLMConfig, **context: Any) -> "LlamaBatchedEngine":
-        return cls(cfg.model, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, slots=cfg.slots)
+        return cls(cfg.model, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, slots=cfg.slots, keep=cfg.kept_prompts)
 
     # ---- text <-> tokens
     def _chat_formatter(self):
@@ -259,6 +273,10 @@ class LlamaBatchedEngine:
 
     def _decode(self) -> None:
         rc = self.L.llama_decode(self._ctx, self._batch)
+        if rc == 1 and self._kept:  # no room in the KV cache: the kept prompts go first, then the step again
+            while self._kept:
+                self._drop_kept()
+            rc = self.L.llama_decode(self._ctx, self._batch)
         if rc != 0:
             raise LlamaBatchedError(f"llama_decode failed ({rc}{': the KV cache is full' if rc == 1 else ''}; "
                                     f"{self.slots} slots x n_ctx {self.n_ctx})")
@@ -351,7 +369,15 @@ class LlamaBatchedEngine:
             self._queue.popleft()
             s.slot = self._free_slots.popleft()
             L.llama_memory_seq_rm(self._mem, s.slot, -1, -1)
-            if src is not None:
+            kept, n = self._best_kept(s.tokens)
+            if kept is not None and n > len(s.head):  # a kept prompt shares more than the system prompt does
+                L.llama_memory_seq_cp(self._mem, kept, s.slot, 0, n)
+                self._kept.move_to_end(kept)
+                s.pos = s.cached = n
+                s.cached_from_kept = True
+                self.steps["kept_hits"] += 1
+                self.steps["kept_tokens"] += n - len(s.head)
+            elif src is not None:
                 L.llama_memory_seq_cp(self._mem, src, s.slot, -1, -1)
                 s.pos = s.cached = len(s.head)
                 self._users[s.group] = self._users.get(s.group, 0) + 1
@@ -405,11 +431,58 @@ class LlamaBatchedEngine:
                 s.result = self._finish(s)
                 s.done.set()
 
+    # ---- kept prompts
+    def _best_kept(self, tokens: list[int]) -> tuple[int | None, int]:
+        """The kept prompt sharing the longest token prefix with ``tokens`` (at most all but the last token, which
+        the request reads itself to get its first logits), and that prefix's length."""
+        best, n_best = None, 0
+        if not self._kept:
+            return best, n_best
+        t = np.asarray(tokens, dtype=np.int32)
+        for seq, (k, _) in self._kept.items():
+            m = min(len(k), len(t) - 1)
+            if m <= n_best:
+                continue
+            diff = np.flatnonzero(k[:m] != t[:m])
+            n = int(diff[0]) if len(diff) else m
+            if n > n_best:
+                best, n_best = seq, n
+        return best, n_best
+
+    def _drop_kept(self, seq: int | None = None) -> None:
+        """Forget a kept prompt (the least recently used one by default) and free its cells."""
+        if seq is None:
+            seq = next(iter(self._kept))
+        self._kept.pop(seq)
+        self.L.llama_memory_seq_rm(self._mem, seq, -1, -1)
+        self._free_kept.append(seq)
+
+    def _keep_prompt(self, s: _Seq) -> None:
+        """Keep the KV cells of ``s``'s prompt under a sequence of their own (before its slot is freed)."""
+        own = len(s.tokens) - len(s.head)
+        if not self.keep or own <= 0 or own > self.keep_cells:
+            return
+        t = np.asarray(s.tokens, dtype=np.int32)
+        for seq, (k, _) in list(self._kept.items()):  # one kept copy per prompt: the longer one stays
+            m = min(len(k), len(t))
+            if np.array_equal(k[:m], t[:m]):
+                if len(k) >= len(t):
+                    self._kept.move_to_end(seq)
+                    return
+                self._drop_kept(seq)
+        while self._kept and (not self._free_kept or sum(c for _, c in self._kept.values()) + own > self.keep_cells):
+            self._drop_kept()
+        seq = self._free_kept.popleft()
+        self.L.llama_memory_seq_cp(self._mem, s.slot, seq, 0, len(s.tokens))
+        self._kept[seq] = (t, own)
+
     def _release(self, s: _Seq) -> None:
         self._live.remove(s)
+        if s.error is None and not s.prefilling:
+            self._keep_prompt(s)
         self.L.llama_memory_seq_rm(self._mem, s.slot, -1, -1)
         self._free_slots.append(s.slot)
-        if s.cached:
+        if s.cached and not s.cached_from_kept:
             self._users[s.group] -= 1
         if s.grammar is not None:
             self.L.llama_sampler_free(s.grammar)
@@ -447,6 +520,8 @@ class LlamaBatchedEngine:
         self._queue.clear()
         self._prefixes.clear()
         self._users.clear()
+        self._kept.clear()
+        self._free_kept = deque(range(self.slots + self.spare, self.slots + self.spare + self.keep))
         self._free_slots = deque(range(self.slots))
         self._free_spare = deque(range(self.slots, self.slots + self.spare))
         self.L.llama_memory_clear(self._mem, True)

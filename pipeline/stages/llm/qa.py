@@ -1,8 +1,9 @@
-"""SALM-style QA: ``n_qa`` question/answer pairs per utterance in one schema-constrained JSON reply,
+"""SALM-style QA: up to ``n_qa`` question/answer pairs per utterance in one schema-constrained JSON reply
+(one pair per ``qa_words_per_pair`` words of the transcript, at least one),
 grounded in the transcript (the reference when there is one, else the ASR pseudo-label;
 ``text_source`` says which), deduplicated within the utterance. Empty slots are asked again with a new
 seed, a bounded number of times, then rejected as ``qa_<reason>`` with the raw text kept.
-Row ids: ``<utterance>-qa-<k>`` (k < n_qa).
+Row ids: ``<utterance>-qa-<k>`` (k < the pairs asked of that utterance).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pipeline.backends.llm.base import LLMEngine
 from pipeline.core.config import LLMConfig
 from pipeline.core.prompts import localized, render, template_hash
 from pipeline.core.rows import reject
-from pipeline.core.text import normalize
+from pipeline.core.text import normalize, word_count
 from pipeline.quality.judge import Candidate
 from pipeline.quality.qa import parse_qa_pairs, qa_schema
 from pipeline.quality.text_rules import prompt_ngrams
@@ -20,6 +21,15 @@ from pipeline.stages.llm.common import chat_request, generate, generated_row, sa
 from pipeline.stages.llm.filter import QualityFilter
 
 SEED_OFFSET = 7919  # an utterance's QA seed is its description seed plus this
+
+
+def pairs_asked(cfg: LLMConfig, transcript: str | None, language: str | None = None) -> int:
+    """QA pairs asked of one utterance: one per ``qa_words_per_pair`` words of its transcript, between 1 and ``n_qa``
+    (``n_qa`` when there is no transcript: those slots are rejected as qa_no_transcript)."""
+    n, per = cfg.n_qa, cfg.qa_words_per_pair
+    if per <= 0 or not transcript or n == 0:
+        return n
+    return max(1, min(n, int(word_count(transcript, language) / per + 0.5)))
 
 
 class QuestionAnswers:
@@ -52,16 +62,17 @@ class QuestionAnswers:
     def generate(self, items: list[dict]) -> None:
         """Ask each utterance with a transcript for n QA pairs; keep the pairs that pass the rules and are
         not the same question again; ask again (new seed, bounded) for the pairs still missing."""
-        cfg, n = self.cfg, self.cfg.n_qa
+        cfg = self.cfg
         items = [it for it in items if it["transcript"]]
         for it in items:
             it["accepted"], it["fails"] = [], []
+            it["n"] = pairs_asked(cfg, it["transcript"], it.get("language"))
         pending = list(items)
         for attempt in range(cfg.retries + 1):
             if not pending:
                 break
             # a retry asks only for the pairs still missing (fewer tokens, and the prompt's count is the one wanted)
-            want = [n - len(it["accepted"]) for it in pending]
+            want = [it["n"] - len(it["accepted"]) for it in pending]
             outs = generate(self.engine, [self.request(it, k, it["seed"] + attempt) for it, k in zip(pending, want)])
             parsed = []
             for it, k, (raw, _) in zip(pending, want, outs):
@@ -79,7 +90,7 @@ class QuestionAnswers:
             for it, pairs, raw in parsed:
                 for qa in pairs:
                     v = next(verdicts)
-                    if len(it["accepted"]) == n:
+                    if len(it["accepted"]) == it["n"]:
                         continue
                     g = float(v.scores.get("grounding", 0.0))
                     bad = None if v.keep else (v.reason, v.detail)
@@ -94,7 +105,7 @@ class QuestionAnswers:
                         it["fails"].append((*bad, json.dumps(qa.model_dump(), ensure_ascii=False)))
                     else:
                         it["accepted"].append((qa, g, attempt, raw))
-            pending = [it for it in pending if len(it["accepted"]) < n]
+            pending = [it for it in pending if len(it["accepted"]) < it["n"]]
 
     def collect(self, items: list[dict]) -> tuple[list[Candidate], list[dict]]:
         """Judge candidates for the accepted pairs; rejects for the slots left empty (utterances without a
@@ -115,11 +126,12 @@ class QuestionAnswers:
                 prompt, response = pair.question.strip(), pair.answer.strip()
                 r = generated_row(self.engine, self.dataset, rid, row, "qa", prompt, response, it["seed_description"],
                                   it["source"], self.tmpl["qa_user.j2"], self.prompt_hash,
-                                  sampling_json(cfg, attempts=attempt + 1, n_qa=n, max_tokens=n * cfg.qa_max_tokens_per_pair),
+                                  sampling_json(cfg, attempts=attempt + 1, n_qa=it["n"],
+                                                max_tokens=it["n"] * cfg.qa_max_tokens_per_pair),
                                   it["seed"] + attempt)
                 r["grounding"] = round(g, 3)
                 cands.append(Candidate(rid, "qa", it["transcript"], prompt, response, it["seed"] + attempt, r))
-            missing = range(len(it["accepted"]), n)
+            missing = range(len(it["accepted"]), it["n"])
             fails = it["fails"][-len(missing):] if it["fails"] else []
             for j, k in enumerate(missing):
                 reason, detail, raw = fails[j] if j < len(fails) else (fails[-1] if fails else

@@ -26,8 +26,17 @@ from pipeline.quality.judge import YES_NO, Candidate, Judge
 from pipeline.stages.llm.descriptions import QUESTIONS, Descriptions, pick_question
 from pipeline.stages.llm.filter import QualityFilter
 from pipeline.stages.llm.label_tasks import LabelTasks
-from pipeline.stages.llm.qa import SEED_OFFSET, QuestionAnswers
+from pipeline.stages.llm.qa import SEED_OFFSET, QuestionAnswers, pairs_asked
 from pipeline.stages.llm.seed import seed_description
+
+
+def _low_confidence(cfg: LLMConfig, row: dict, source: str) -> str | None:
+    """Why no description or QA is made from this utterance's ASR pseudo-label (the quality gate's
+    asr_low_confidence rule, checked before generating), or None."""
+    lp = row.get("asr_avg_logprob")
+    if source == "asr" and lp is not None and cfg.min_asr_logprob is not None and lp < cfg.min_asr_logprob:
+        return f"grounded in an ASR pseudo-label with avg log-prob {lp:.2f} < {cfg.min_asr_logprob} (not generated)"
+    return None
 
 
 class LlmStage:
@@ -91,7 +100,7 @@ class LlmStage:
     def process(self, rows: list[dict]) -> tuple[list[dict], list[dict]]:
         cfg = self.cfg
         questions = lines(localized(QUESTIONS, self.language))
-        desc, qa, transcripts, seeds = [], [], {}, {}
+        desc, qa, transcripts, seeds, rejects_early = [], [], {}, {}, []
         for row in rows:
             transcript, source = transcript_of(row)
             transcripts[row["id"]] = (transcript, source)
@@ -99,12 +108,20 @@ class LlmStage:
             seeds[row["id"]] = seed_description(row, transcript, self.language)
             base = {"row": row, "source": source, "transcript": transcript,
                     "language": cfg.output_language or row.get("asr_language"), "seed_description": seeds[row["id"]]}
+            low = _low_confidence(cfg, row, source)
+            if low:  # the rule would reject whatever is generated from it: not generated at all
+                rejects_early.append(reject(f"{row['id']}-description-0", row, "llm", "description_asr_low_confidence",
+                                            f"description: {low}", None))
+                rejects_early.extend(reject(f"{row['id']}-qa-{k}", row, "llm", "qa_asr_low_confidence", f"qa: {low}", None)
+                                     for k in range(pairs_asked(cfg, transcript, base["language"])))
+                continue
             desc.append({**base, "seed": seed, "question": pick_question(seed, questions)})
             if cfg.n_qa > 0:
                 qa.append({**base, "seed": seed + SEED_OFFSET})
 
         utt = {row["id"]: row for row in rows}
         out, rejects = self.labels.process(rows, transcripts, seeds)
+        rejects.extend(rejects_early)
 
         # ---- generation + rule filters; descriptions and QA at once where the engine takes calls from two threads
         # (their requests then share the decode steps: the slots stay full while either side retries)
