@@ -180,6 +180,9 @@ class LLMConfig(_M):
     # sentence holds one or two facts; asking it for three gets the same fact twice, questions that hold their
     # answer, and retries). 0: always n_qa
     qa_words_per_pair: float = Field(7.0, ge=0)
+    # QA's own retry bound (None: ``retries``). 1: measured on the sample corpus over three runs, a third QA attempt
+    # gave 1 kept pair of 34 for ~12 requests a run, while a third description attempt gave 2-3 descriptions a run
+    qa_retries: int | None = Field(1, ge=0)
     qa_max_tokens_per_pair: int = 60  # the QA request gets n_qa * this many tokens
     # GRASS/SpeechVerse-style label tasks made from utterance columns with templates (no LLM)
     label_tasks: list[Literal["asr", "gender", "speaking_rate", "pitch", "noise_level", "language", "emotion", "accent"]] = Field(

@@ -51,6 +51,11 @@ class QuestionAnswers:
         self.filter = QualityFilter(cfg, engine, prompts=(render(self.tmpl["qa_system.j2"], n=n),
                                                           render(self.tmpl["qa_user.j2"], transcript="", n=n)))
 
+    @property
+    def retries(self) -> int:
+        """Extra attempts for the pairs still missing: ``qa_retries``, else ``retries``."""
+        return self.cfg.retries if self.cfg.qa_retries is None else self.cfg.qa_retries
+
     def request(self, it: dict, k: int, seed: int):
         """The chat request for ``k`` pairs about the item's transcript (system prompt and schema for ``k``)."""
         cfg = self.cfg
@@ -68,7 +73,7 @@ class QuestionAnswers:
             it["accepted"], it["fails"] = [], []
             it["n"] = pairs_asked(cfg, it["transcript"], it.get("language"))
         pending = list(items)
-        for attempt in range(cfg.retries + 1):
+        for attempt in range(self.retries + 1):
             if not pending:
                 break
             # a retry asks only for the pairs still missing (fewer tokens, and the prompt's count is the one wanted)
@@ -137,5 +142,5 @@ class QuestionAnswers:
                 reason, detail, raw = fails[j] if j < len(fails) else (fails[-1] if fails else
                                                                        ("too_few_pairs", "no pair left", None))
                 rejects.append(reject(f"{row['id']}-qa-{k}", row, "llm", f"qa_{reason}",
-                                      f"qa: {detail} (after {cfg.retries + 1} attempts)", raw))
+                                      f"qa: {detail} (after {self.retries + 1} attempts)", raw))
         return cands, rejects
