@@ -21,7 +21,8 @@ from pipeline.core.text import normalize, word_count
 from pipeline.quality import lexicon as lx
 from pipeline.quality.question_types_i18n import answer_type as answer_type_i18n
 from pipeline.quality.question_kinds import (answer_kind, condition_as_fact, counted_other_thing, identity_of_a_named_span,
-                                             invented_setting, repeated_in_question, subject_of_another_verb)
+                                             invented_setting, object_as_subject, repeated_in_question,
+                                             subject_of_another_verb)
 from pipeline.quality.retelling import (imperative_verbs, listener_action_as_speaker, negated_retelling,
                                         question_as_statement, swapped_pronoun)
 from pipeline.quality.text_rules import LEAK, REFUSAL, Failure, language_mismatch
@@ -397,7 +398,7 @@ def qa_rules(s: Subject, cfg: LLMConfig) -> Failure | None:
         return "ungrounded", f"only {g:.0%} of the answer's content words occur in the transcript"
     f = (answer_kind(q, a, s.transcript) or identity_of_a_named_span(q, a, s.transcript) or repeated_in_question(q)
          or condition_as_fact(q, a, s.transcript) or subject_of_another_verb(q, a, s.transcript)
-         or invented_setting(q, s.transcript) or counted_other_thing(q, a, s.transcript)
+         or invented_setting(q, s.transcript) or object_as_subject(q, s.transcript) or counted_other_thing(q, a, s.transcript)
          or answer_elsewhere(q, a, s.transcript))
     if f:
         return f

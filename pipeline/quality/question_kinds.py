@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from pipeline.quality import lexicon as lx
+from pipeline.quality.retelling import imperative_verbs
 from pipeline.quality.text_rules import Failure
 
 COPULA = frozenset("is are was were be been being am 's means mean called named".split())
@@ -188,16 +189,74 @@ def counted_other_thing(q: str, a: str, transcript: str) -> Failure | None:
     return None
 
 
+# a time the question may set its scene with only when the words name it ("What is the weather like today?" for
+# "If the weather stays dry tomorrow ...")
+TIME_SETTING = frozenset("today tonight yesterday tomorrow weekend weekends morning mornings afternoon afternoons evening "
+                         "evenings night nights monday tuesday wednesday thursday friday saturday sunday january february "
+                         "march april june july august september october november december spring summer autumn "
+                         "winter".split())
+
+
 def invented_setting(q: str, transcript: str) -> Failure | None:
     """"What did the brother fix in the kitchen?" for "... fixed the leaking tap in the bathroom": the question
-    sets its scene with a place the words never name."""
+    sets its scene with a place the words never name; "What is the weather like today?" for "... dry tomorrow":
+    or with a time they never name."""
     said = lx.stem_set(transcript)
     for m in PLACE_PP.finditer(q):
         noun = m.group("noun").lower()
         if noun not in lx.STOP | _IDIOM | lx.TIME_A and lx.stem(noun) not in said and not lx.numbers(noun):
             return "question_ungrounded", f"the question places it {m.group(0).strip()!r}; the words name no {noun!r}"
+    for w in lx.tokens(q):
+        if w in TIME_SETTING and lx.stem(w) not in said:
+            return "question_ungrounded", f"the question sets it {w!r}; the words name no {w!r}"
     return None
 
 
-__all__ = ["answer_kind", "condition_as_fact", "counted_other_thing", "identity_of_a_named_span", "invented_setting", "repeated_in_question",
-           "subject_of_another_verb"]
+# "When does the dentist call?": an auxiliary, a noun phrase as the subject (one adjective at most), then the verb
+SUBJECT_VERB_Q = re.compile(r"\b(?:does|do|did|will|would|can|could|should|must)\s+(?:the|a|an|my|your|his|her|our|their)\s+"
+                            r"(?P<np>(?:[a-z]+\s+)?[a-z]+)\s+(?P<verb>[a-z]+)\b", re.I)
+# verbs whose object can be their subject ("bake the bread" -> "the bread bakes")
+ERGATIVE = frozenset(lx.stem(w) for w in "bake cook boil fry roast simmer steam melt freeze dry cool warm heat open close "
+                     "shut start begin stop end finish break change move turn roll grow ring burn drain rise sink spin "
+                     "shake fill empty set sell read wash load run play show print".split())
+_PEOPLE = frozenset("listener speaker person people reader user caller visitor passenger".split())
+
+
+def object_as_subject(q: str, transcript: str) -> Failure | None:
+    """"When does the dentist call?" for "... remind me to call the dentist": the question makes the doer of a verb
+    what the words have it done to (every time the verb comes in the words, the noun follows it as its object), or
+    gives a noun the listener's action ("What traffic light will the bakery turn?" for "Turn left at the second
+    traffic light, and the bakery ...": the words tell the listener to turn, and the bakery is not what is turned).
+    Verbs whose object can be their subject ("How long should the bread bake?" for "Bake the bread ...") pass."""
+    m = SUBJECT_VERB_Q.search(q)
+    if not m:
+        return None
+    np_words, verb_w = m.group("np").lower().split(), m.group("verb").lower()
+    noun_w = np_words[-1]
+    if verb_w in lx.STOP or noun_w in lx.STOP or noun_w in _PEOPLE or verb_w in ("be", "been", "being"):
+        return None
+    noun, verb = lx.stem(noun_w), lx.stem(verb_w)
+    words = lx.tokens(transcript)
+    at = [k for k, w in enumerate(words) if lx.stem(w) == verb]
+    if not at or noun == verb:
+        return None
+
+    def _object(k: int) -> bool:
+        nxt = [w for w in words[k + 1:k + 4] if w not in lx.STOP]
+        return bool(nxt) and lx.stem(nxt[0]) == noun
+
+    def _subject(k: int) -> bool:
+        return noun in {lx.stem(w) for w in words[max(0, k - 3):k]}
+
+    if any(_subject(k) for k in at):
+        return None
+    if verb in {lx.stem(v) for v in imperative_verbs(transcript)} and not any(_object(k) for k in at):
+        return "answer_elsewhere", f"the words tell the listener to {verb_w!r}; the question has the {noun_w!r} do it"
+    if verb not in ERGATIVE and all(_object(k) for k in at):
+        return "answer_elsewhere", (f"in the words {noun_w!r} comes after {verb_w!r} as its object every time; the "
+                                    f"question makes it the subject")
+    return None
+
+
+__all__ = ["answer_kind", "condition_as_fact", "counted_other_thing", "identity_of_a_named_span", "invented_setting",
+           "object_as_subject", "repeated_in_question", "subject_of_another_verb"]

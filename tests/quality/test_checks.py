@@ -344,3 +344,24 @@ def test_who_asked_of_another_subject_a_setting_never_named_and_a_number_of_some
     v = _qa(bus, "How many villages does the bus stop at?", "Two.")
     assert not v.keep and v.reason == "answer_type" and "'euros'" in v.detail, (v.reason, v.detail)
     assert _qa(bus, "How many villages does the bus stop at?", "Four.").keep
+
+
+def test_an_object_asked_as_the_doer_and_a_time_never_named():
+    dentist = "Could you remind me to call the dentist on Thursday morning?"
+    v = _qa(dentist, "When does the dentist call?", "Thursday morning")
+    assert not v.keep and v.reason == "answer_elsewhere" and "object" in v.detail, (v.reason, v.detail)
+    assert _qa(dentist, "Who should be called on Thursday morning?", "the dentist").keep
+    turn = "Turn left at the second traffic light, and the bakery will be on your right."
+    v = _qa(turn, "What traffic light will the bakery turn?", "the second traffic light")
+    assert not v.keep and v.reason == "answer_elsewhere" and "listener" in v.detail, (v.reason, v.detail)
+    # a verb whose object can be its subject, a passive, the listener: kept
+    bread = "Bake the bread for forty minutes, then let it cool on a rack."
+    assert _qa(bread, "How long should the bread bake?", "forty minutes").keep
+    water = "Water the tomatoes twice a week in winter."
+    assert _qa(water, "How often should the tomatoes be watered in winter?", "twice a week").keep
+    shop = "The shop on the corner sells fresh bread every morning."
+    assert _qa(shop, "What does the shop on the corner sell?", "fresh bread").keep
+    weather = "If the weather stays dry tomorrow, we will take the bicycles down to the river."
+    v = _qa(weather, "What is the weather like today?", "dry")
+    assert not v.keep and v.reason == "question_ungrounded" and "'today'" in v.detail, (v.reason, v.detail)
+    assert _qa(weather, "When will we take the bicycles down to the river?", "tomorrow").keep
