@@ -15,6 +15,7 @@ import yaml
 from pipeline.cli import run_direct
 from pipeline.core.rows import gender_of
 from pipeline.recipes.audio import read_manifest
+from pipeline.stages.llm.qa import pairs_asked
 
 from tests.conftest import EXPECTED_REJECTS, ROOT, env_for_subprocess
 
