@@ -91,6 +91,41 @@ def log(msg: str) -> None:
     print(f"[bench_train {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def linear_probe(profile, data: Path) -> dict:
+    """Is the label in the frozen encoder's output at all? Per label task, a logistic regression on the cached
+    encoder features (mean and standard deviation over the clip's frames) fitted on the train + val examples and
+    scored on the test examples of the same speaker split: what a linear read-out of the audio gets, the
+    ceiling to hold the trained model against (a model below it has a training problem, not a data one)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from pipeline.train.run import TrainRun
+
+    tr = TrainRun(profile, str(data))
+    by_task: dict[str, dict[str, list]] = {}
+    for e in tr.examples():
+        if e.kind == "label":
+            d = by_task.setdefault(e.task, {"train": [], "test": []})
+            d["test" if e.split == "test" else "train"].append(e)
+    audio, out = tr.audio(), {}
+    for task, d in sorted(by_task.items()):
+        def xy(exs):
+            feats = tr.features([e.audio_key for e in exs])
+            rows = []
+            for e, f in zip(exs, feats):
+                n = len(f) if not audio[e.audio_key]["duration_s"] else max(1, min(len(f), int(audio[e.audio_key]["duration_s"] * 50)))
+                rows.append(np.concatenate([f[:n].mean(0), f[:n].std(0)]))
+            return np.array(rows), np.array([e.reference for e in exs])
+        if not d["train"] or not d["test"]:
+            continue
+        x, y = xy(d["train"])
+        xt, yt = xy(d["test"])
+        clf = LogisticRegression(max_iter=5000, C=0.1).fit(x, y)
+        out[task] = {"accuracy": round(float((clf.predict(xt) == yt).mean()), 3), "n_test": int(len(yt)),
+                     "n_train": int(len(y))}
+    return out
+
+
 def build_dataset(profile, out: Path) -> dict:
     """ingest -> metadata -> asr -> llm (label tasks only) -> export, cached in out/dataset.json."""
     marker = out / "dataset.json"
@@ -170,7 +205,7 @@ def make_profile(manifest: Path, steps: int, sets: list[str] | None = None):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="/tmp/bench_train")
-    ap.add_argument("--steps", type=int, default=240)
+    ap.add_argument("--steps", type=int, default=480, help="DeSTA steps (validation loss was still falling at 480 here)")
     ap.add_argument("--per-speaker", type=int, default=7, help="utterances per speaker (48 speakers)")
     ap.add_argument("--grass-steps", type=int, default=160)
     ap.add_argument("--skip-grass", action="store_true")
@@ -221,6 +256,10 @@ def main() -> int:
         grass = json.loads((out / "data" / "en" / "train" / "grass" / "metrics.json").read_text())
         grass["conversion_check"] = conversion
         log(f"grass: {timings['train_grass']} s")
+    t0 = time.time()
+    desta["linear_probe"] = linear_probe(profile, out / "data")
+    timings["linear_probe"] = round(time.time() - t0, 1)
+    log(f"linear probe: {desta['linear_probe']}")
     timings["total"] = round(time.time() - t_all, 1)
     res = train_results.write(Path(a.results), corpus, dataset, desta, grass, timings,
                               " ".join(sys.argv), load_avg=os.getloadavg())

@@ -68,6 +68,11 @@ def write(results: Path, corpus: dict, dataset: dict, desta: dict, grass: dict |
               f"Scored `{desta['checkpoint']}` (step {desta['step']} of {desta['trained_steps']} trained"
               + (f", early stop at {h['stopped_early_at']}" if h.get("stopped_early_at") else "") + f"; lr {c['lr']}, batch {c['batch_size']}). "
               f"Score [90 % interval: {desta['ci_method']}].", "", *_table(desta, ("model", *DESTA_CONTROLS)), ""]
+    probe = desta.get("linear_probe")
+    if probe:
+        lines += ["Linear probe (a logistic regression on the frozen encoder's pooled features, same speaker split; what "
+                  "a linear read-out of the audio gets): " + ", ".join(
+                      f"{k} {v['accuracy']:.3f} (n = {v['n_test']})" for k, v in probe.items()) + ".", ""]
     if grass:
         gc = grass["config"]
         lines += [f"## GRASS: Whisper base decoder fine-tuned (`{gc['whisper']}`, converted from CTranslate2)", "",
