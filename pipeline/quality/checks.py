@@ -508,12 +508,20 @@ def _same_text(a: str, b: str, at_least: float = 0.8) -> bool:
     return bool(x and y) and SequenceMatcher(None, x, y, autojunk=False).ratio() >= at_least
 
 
+def asr_unsure(cfg: LLMConfig, text_source: str | None, asr_avg_logprob: float | None) -> str | None:
+    """Why nothing may be grounded in this ASR pseudo-label (avg log-prob under ``llm.min_asr_logprob``), or None.
+    The rule asr_low_confidence; the llm stage asks it before generating anything from the utterance."""
+    lp, least = asr_avg_logprob, cfg.min_asr_logprob
+    if text_source == "asr" and lp is not None and least is not None and lp < least:
+        return f"grounded in an ASR pseudo-label with avg log-prob {lp:.2f} < {least}"
+    return None
+
+
 def rule_check(s: Subject, cfg: LLMConfig, sentences: list[set[str]], examples: frozenset = frozenset()) -> Failure | None:
     """The rules of one candidate, cheapest first; the first failure, or None."""
-    if s.text_source == "asr" and s.asr_avg_logprob is not None and cfg.min_asr_logprob is not None \
-            and s.asr_avg_logprob < cfg.min_asr_logprob:
-        return "asr_low_confidence", (f"grounded in an ASR pseudo-label with avg log-prob {s.asr_avg_logprob:.2f} "
-                                      f"< {cfg.min_asr_logprob}")
+    unsure = asr_unsure(cfg, s.text_source, s.asr_avg_logprob)
+    if unsure:
+        return "asr_low_confidence", unsure
     text = s.response.strip()
     n = word_count(text, s.language or cfg.output_language)  # characters / 2 for ja, zh, ... (issue 16)
     n = int(n) if n == int(n) else round(n, 1)

@@ -129,14 +129,19 @@ def _qa(t: str, q: str, a: str):
     return verdict("qa", a, q, transcript=t, seed=_seed(t))
 
 
+def _qa_rejected(t: str, q: str, a: str, reason: str, part: str = "") -> None:
+    """The pair is rejected for ``reason``, its detail saying ``part``."""
+    v = _qa(t, q, a)
+    assert not v.keep and v.reason == reason and part in v.detail, (v.reason, v.detail)
+
+
 def test_what_is_questions_about_a_span_the_transcript_only_names():
     cards = "Eight of spades, four of clubs, seven of hearts."
     for q, a in (("What are the four of clubs?", "seven of hearts"), ("What is the eight of spades?", "four of clubs")):
         v = _qa(cards, q, a)
         assert not v.keep and v.reason == "odd_question" and "only names it" in v.detail, (q, v.reason, v.detail)
     tin = "The kettle is boiling, and there are fresh biscuits in the blue tin on the shelf."
-    v = _qa(tin, "What are the fresh biscuits in the blue tin?", "on the shelf")
-    assert not v.keep and v.reason == "odd_question", (v.reason, v.detail)
+    _qa_rejected(tin, "What are the fresh biscuits in the blue tin?", "on the shelf", "odd_question")
     # the transcript says what it is (a copula links them), or the question asks what is somewhere: kept
     for t, q, a in (("Paris is the capital of France and its largest city.", "What is the capital of France?", "Paris"),
                     ("The capital of France is Paris.", "What is the capital of France?", "Paris"),
@@ -169,23 +174,18 @@ def test_description_that_turns_a_question_into_a_statement():
 
 def test_answers_of_the_wrong_kind_for_the_question_word():
     piano = "She practised the piano every evening until she could play the whole piece from memory."
-    v = _qa(piano, "What does she practise the piano for?", "every evening")
-    assert not v.keep and v.reason == "answer_type" and "purpose" in v.detail, (v.reason, v.detail)
+    _qa_rejected(piano, "What does she practise the piano for?", "every evening", "answer_type", "purpose")
     assert _qa(piano, "When did she practise the piano?", "every evening").keep
     lib = "The library closes early on Sundays, so please return your books before noon."
-    v = _qa(lib, "What does the library do on Sundays?", "early")
-    assert not v.keep and v.reason == "answer_type" and "adverb" in v.detail, (v.reason, v.detail)
+    _qa_rejected(lib, "What does the library do on Sundays?", "early", "answer_type", "adverb")
     assert _qa(lib, "When does the library close early?", "on Sundays").keep
     harbor = "Please stay behind the yellow line while the ferry is arriving and keep children close to you at all times."
-    v = _qa(harbor, "What is the purpose of the ferry?", "to arrive")
-    assert not v.keep and v.reason == "answer_type" and "does not state" in v.detail, (v.reason, v.detail)
+    _qa_rejected(harbor, "What is the purpose of the ferry?", "to arrive", "answer_type", "does not state")
     assert _qa("She went to the bakery to buy fresh bread.", "Why did she go to the bakery?", "to buy fresh bread").keep
     river = "If the weather stays dry tomorrow, we will take the bicycles down to the river."
-    v = _qa(river, "What will we do if the weather stays dry tomorrow?", "we will not take the bicycles down to the river")
-    assert not v.keep and v.reason == "invented" and "'not'" in v.detail, (v.reason, v.detail)
+    _qa_rejected(river, "What will we do if the weather stays dry tomorrow?", "we will not take the bicycles down to the river", "invented", "'not'")
     # a time word is what the answer names: "noon" is in the clause about returning books, not about closing
-    v = _qa(lib, "What time does the library close?", "noon")
-    assert not v.keep and v.reason == "answer_elsewhere", (v.reason, v.detail)
+    _qa_rejected(lib, "What time does the library close?", "noon", "answer_elsewhere")
 
 
 def test_a_question_may_start_with_a_preposition():
@@ -259,18 +259,14 @@ def test_filter_command_reports_bad_lines_and_reasons(tmp_path, capsys):
 def test_reasons_units_instructions_particles_negations_and_whole_transcript_answers():
     fog = "The flight was delayed because of thick fog over the airport."
     assert _qa(fog, "Why was the flight delayed?", "Because of thick fog.").keep
-    v = _qa(fog, "Why was the flight delayed?", "Because of thick snow over the airport.")
-    assert not v.keep and v.reason == "invented" and "reason" in v.detail, (v.reason, v.detail)
+    _qa_rejected(fog, "Why was the flight delayed?", "Because of thick snow over the airport.", "invented", "reason")
     eggs = "Boil the eggs for eight minutes, then cool them in cold water."
     assert _qa(eggs, "How long should the eggs boil?", "Eight minutes.").keep
-    v = _qa(eggs, "How long should the eggs boil?", "Eight degrees.")
-    assert not v.keep and v.reason == "answer_type" and "'degrees'" in v.detail, (v.reason, v.detail)
+    _qa_rejected(eggs, "How long should the eggs boil?", "Eight degrees.", "answer_type", "'degrees'")
     # "you" in a question about an instruction is the listener the words address; elsewhere it is odd
     assert _qa(eggs, "How long should you boil the eggs?", "Eight minutes.").keep
-    v = _qa(fog, "What should you do at the airport?", "Wait for the thick fog.")
-    assert not v.keep and v.reason == "odd_question", (v.reason, v.detail)
-    v = _qa(eggs, "What should you do?", "Boil the eggs for eight minutes, then cool them in cold water.")
-    assert not v.keep and v.reason == "odd_question" and "whole transcript" in v.detail, (v.reason, v.detail)
+    _qa_rejected(fog, "What should you do at the airport?", "Wait for the thick fog.", "odd_question")
+    _qa_rejected(eggs, "What should you do?", "Boil the eggs for eight minutes, then cool them in cold water.", "odd_question", "whole transcript")
     # a phrasal verb's particle ends a finished sentence; "and" does not
     lights = "Switch the lights off before you leave the office."
     seed = _seed(lights, seconds=3)
@@ -301,15 +297,13 @@ def test_roundtrip_yes_no_answers_agree_on_the_yes_or_no():
 
 def test_a_supposed_condition_asked_as_a_fact_and_a_word_asked_twice():
     river = "If the weather stays dry tomorrow, we will take the bicycles down to the river."
-    v = _qa(river, "What is the weather like tomorrow?", "dry")
-    assert not v.keep and v.reason == "invented" and "suppose" in v.detail, (v.reason, v.detail)
+    _qa_rejected(river, "What is the weather like tomorrow?", "dry", "invented", "suppose")
     for q, a in (("When will we take the bicycles down to the river?", "tomorrow"),
                  ("Under what condition will they go to the river?", "If the weather stays dry tomorrow.")):
         v = _qa(river, q, a)
         assert v.keep, (q, v.reason, v.detail)
     turn = "Turn left at the second traffic light, and the bakery will be on your right."
-    v = _qa(turn, "What is the traffic light at the second traffic light?", "left")
-    assert not v.keep and v.reason == "odd_question" and "twice" in v.detail, (v.reason, v.detail)
+    _qa_rejected(turn, "What is the traffic light at the second traffic light?", "left", "odd_question", "twice")
     assert _qa(turn, "Where will the bakery be?", "On your right.").keep
 
 
@@ -334,26 +328,21 @@ def test_the_speaker_does_what_the_words_tell_the_listener_to_do():
 
 def test_who_asked_of_another_subject_a_setting_never_named_and_a_number_of_something_else():
     nurse = "The nurse told me that my father should rest for three days after the operation."
-    v = _qa(nurse, "Who should rest after the operation?", "The nurse.")
-    assert not v.keep and v.reason == "answer_elsewhere" and "stands between" in v.detail, (v.reason, v.detail)
+    _qa_rejected(nurse, "Who should rest after the operation?", "The nurse.", "answer_elsewhere", "stands between")
     assert _qa(nurse, "Who should rest after the operation?", "The speaker's father.").keep
-    v = _qa(nurse, "How long should the father rest in the hospital?", "Three days.")
-    assert not v.keep and v.reason == "question_ungrounded" and "'hospital'" in v.detail, (v.reason, v.detail)
+    _qa_rejected(nurse, "How long should the father rest in the hospital?", "Three days.", "question_ungrounded", "'hospital'")
     assert _qa(nurse, "How long should the father rest after the operation?", "Three days.").keep
     bus = "The bus stops at four villages and the fare is two euros."
-    v = _qa(bus, "How many villages does the bus stop at?", "Two.")
-    assert not v.keep and v.reason == "answer_type" and "'euros'" in v.detail, (v.reason, v.detail)
+    _qa_rejected(bus, "How many villages does the bus stop at?", "Two.", "answer_type", "'euros'")
     assert _qa(bus, "How many villages does the bus stop at?", "Four.").keep
 
 
 def test_an_object_asked_as_the_doer_and_a_time_never_named():
     dentist = "Could you remind me to call the dentist on Thursday morning?"
-    v = _qa(dentist, "When does the dentist call?", "Thursday morning")
-    assert not v.keep and v.reason == "answer_elsewhere" and "object" in v.detail, (v.reason, v.detail)
+    _qa_rejected(dentist, "When does the dentist call?", "Thursday morning", "answer_elsewhere", "object")
     assert _qa(dentist, "Who should be called on Thursday morning?", "the dentist").keep
     turn = "Turn left at the second traffic light, and the bakery will be on your right."
-    v = _qa(turn, "What traffic light will the bakery turn?", "the second traffic light")
-    assert not v.keep and v.reason == "answer_elsewhere" and "listener" in v.detail, (v.reason, v.detail)
+    _qa_rejected(turn, "What traffic light will the bakery turn?", "the second traffic light", "answer_elsewhere", "listener")
     # a verb whose object can be its subject, a passive, the listener: kept
     bread = "Bake the bread for forty minutes, then let it cool on a rack."
     assert _qa(bread, "How long should the bread bake?", "forty minutes").keep
@@ -362,6 +351,5 @@ def test_an_object_asked_as_the_doer_and_a_time_never_named():
     shop = "The shop on the corner sells fresh bread every morning."
     assert _qa(shop, "What does the shop on the corner sell?", "fresh bread").keep
     weather = "If the weather stays dry tomorrow, we will take the bicycles down to the river."
-    v = _qa(weather, "What is the weather like today?", "dry")
-    assert not v.keep and v.reason == "question_ungrounded" and "'today'" in v.detail, (v.reason, v.detail)
+    _qa_rejected(weather, "What is the weather like today?", "dry", "question_ungrounded", "'today'")
     assert _qa(weather, "When will we take the bicycles down to the river?", "tomorrow").keep

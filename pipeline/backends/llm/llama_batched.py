@@ -363,14 +363,17 @@ class LlamaBatchedEngine:
         L = self.L
         while self._queue and self._free_slots:
             s = self._queue[0]
-            src = self._prefix_seq(s) if s.group is not None else None
-            if s.group is not None and src is None:
-                break  # wait until a prefix in use is released
+            kept, n = self._best_kept(s.tokens)
+            src = None
+            if kept is None or n <= len(s.head):  # no kept prompt shares more than the system prompt does
+                kept = None
+                src = self._prefix_seq(s) if s.group is not None else None
+                if s.group is not None and src is None:
+                    break  # wait until a prefix in use is released
             self._queue.popleft()
             s.slot = self._free_slots.popleft()
             L.llama_memory_seq_rm(self._mem, s.slot, -1, -1)
-            kept, n = self._best_kept(s.tokens)
-            if kept is not None and n > len(s.head):  # a kept prompt shares more than the system prompt does
+            if kept is not None:  # the prefix sequence is neither needed nor decoded for it
                 L.llama_memory_seq_cp(self._mem, kept, s.slot, 0, n)
                 self._kept.move_to_end(kept)
                 s.pos = s.cached = n

@@ -21,22 +21,13 @@ from pipeline.core.config import LLMConfig, Profile
 from pipeline.core.prompts import lines, localized
 from pipeline.core.rows import reject, stable_seed, transcript_of
 from pipeline.quality.dedup import near_duplicates
-from pipeline.quality.checks import Subject
+from pipeline.quality.checks import Subject, asr_unsure
 from pipeline.quality.judge import YES_NO, Candidate, Judge
 from pipeline.stages.llm.descriptions import QUESTIONS, Descriptions, pick_question
 from pipeline.stages.llm.filter import QualityFilter
 from pipeline.stages.llm.label_tasks import LabelTasks
 from pipeline.stages.llm.qa import SEED_OFFSET, QuestionAnswers, pairs_asked
 from pipeline.stages.llm.seed import seed_description
-
-
-def _low_confidence(cfg: LLMConfig, row: dict, source: str) -> str | None:
-    """Why no description or QA is made from this utterance's ASR pseudo-label (the quality gate's
-    asr_low_confidence rule, checked before generating), or None."""
-    lp = row.get("asr_avg_logprob")
-    if source == "asr" and lp is not None and cfg.min_asr_logprob is not None and lp < cfg.min_asr_logprob:
-        return f"grounded in an ASR pseudo-label with avg log-prob {lp:.2f} < {cfg.min_asr_logprob} (not generated)"
-    return None
 
 
 class LlmStage:
@@ -108,8 +99,9 @@ class LlmStage:
             seeds[row["id"]] = seed_description(row, transcript, self.language)
             base = {"row": row, "source": source, "transcript": transcript,
                     "language": cfg.output_language or row.get("asr_language"), "seed_description": seeds[row["id"]]}
-            low = _low_confidence(cfg, row, source)
+            low = asr_unsure(cfg, source, row.get("asr_avg_logprob"))
             if low:  # the rule would reject whatever is generated from it: not generated at all
+                low += " (not generated)"
                 rejects_early.append(reject(f"{row['id']}-description-0", row, "llm", "description_asr_low_confidence",
                                             f"description: {low}", None))
                 rejects_early.extend(reject(f"{row['id']}-qa-{k}", row, "llm", "qa_asr_low_confidence", f"qa: {low}", None)
