@@ -379,6 +379,12 @@ class TrainConfig(_M):
     threads: int = 2  # torch intra-op threads on CPU
     adapter: Literal["mlp", "qformer"] = "mlp"  # mlp: frame stacking + 2-layer MLP; qformer: learned queries
     pool: int = 8  # mlp: encoder frames (50 Hz) stacked into one audio token
+    # mlp: one more audio token in front, from the mean and standard deviation of the clip's encoder frames (an
+    # utterance-level summary: speaker traits such as gender are global, which stacked 0.16 s frames spread out)
+    summary_token: bool = True
+    # DeSTA2: the LLM reads the audio embeddings followed by the Whisper transcript of the same clip (the
+    # dataset's ASR pseudo-label); the shuffled-audio control then gets another clip's embeddings and transcript
+    transcript_input: bool = True
     adapter_hidden: int = 1024
     qformer_queries: int = 32
     qformer_layers: int = 2

@@ -24,8 +24,9 @@ SYSTEMS = ("no_audio", "asr_text", "model", "model_shuffled_audio")
 SYSTEM_DOC = {
     "no_audio": "frozen LLM, same prompt without the audio",
     "asr_text": "frozen LLM given the ASR transcript as text in place of the audio",
-    "model": "trained adapter: frozen LLM with audio embeddings",
-    "model_shuffled_audio": "trained adapter fed another test clip's audio (control: does the model use the audio?)",
+    "model": "trained adapter: frozen LLM with audio embeddings (and the clip's Whisper transcript with transcript_input)",
+    "model_shuffled_audio": "trained adapter fed another test clip's audio input (embeddings, and its transcript with "
+                            "transcript_input): control, does the model use the audio?",
 }
 
 
@@ -59,15 +60,17 @@ def evaluate(tr: TrainRun) -> dict:
         exs = exs[: cfg.max_eval_examples] if cfg.max_eval_examples else exs
         with model.torch.no_grad():
             audio = model.audio_embeddings(tr.features([e.audio_key for e in exs]))
-        shuffled = [audio[other_group_index(exs, i)] for i in range(len(exs))]  # a clip of another speaker/source if any
+        other = [other_group_index(exs, i) for i in range(len(exs))]  # a clip of another speaker/source if any
         for i, e in enumerate(exs):
-            inputs = {"no_audio": (e.user, None, False), "asr_text": (asr_user(e.user, e.transcript), None, False),
-                      "model": (e.user, audio[i], True), "model_shuffled_audio": (e.user, shuffled[i], True)}
+            # the shuffled control gets all of the other clip's audio input: its embeddings (and its transcript)
+            inputs = {"no_audio": (e.user, None, False, None), "asr_text": (asr_user(e.user, e.transcript), None, False, None),
+                      "model": (e.user, audio[i], True, e.transcript),
+                      "model_shuffled_audio": (e.user, audio[other[i]], True, exs[other[i]].transcript)}
             rec = {"id": e.id, "task": task, "kind": e.kind, "group": e.group, "reference": e.reference, "meta": e.meta}
-            for system, (user, a, lora) in inputs.items():
+            for system, (user, a, lora, transcript) in inputs.items():
                 model.set_lora(lora)
                 with model.torch.no_grad():
-                    prefix = model.prefix(user, a)
+                    prefix = model.prefix(user, a, transcript)
                 if e.kind == "label":
                     choice, scores = model.choose(prefix, e.choices)
                     rec[system] = choice
@@ -119,7 +122,8 @@ def evaluate(tr: TrainRun) -> dict:
         "ci_level": CI_LEVEL, "ci_method": "paired cluster bootstrap over test groups (speakers)",
         "training": {**json.loads((tr.last_checkpoint() / "meta.json").read_text()).get("history", {}), "trainable_params": sum(v.numel() for v in model.trainable().values())},
         "split": {s: len(tr.split(s)) for s in SPLITS},
-        "config": {"encoder": cfg.encoder, "llm": cfg.llm, "adapter": cfg.adapter, "pool": cfg.pool, "lora_rank": cfg.lora_rank,
+        "config": {"encoder": cfg.encoder, "llm": cfg.llm, "adapter": cfg.adapter, "pool": cfg.pool, "summary_token": cfg.summary_token,
+                   "transcript_input": cfg.transcript_input, "lora_rank": cfg.lora_rank,
                    "max_steps": cfg.max_steps, "batch_size": cfg.batch_size, "lr": cfg.lr, "device": cfg.device, "dtype": cfg.dtype,
                    "decoding": f"greedy, no_repeat_ngram_size=4, max_new_tokens={cfg.max_new_tokens}; labels: max log-likelihood choice"},
         "timings_s": {**tr.timings()},

@@ -15,7 +15,7 @@ from pipeline.train.llm import load_llm
 from pipeline.train.run import TrainRun
 
 # the TrainConfig fields a loaded model depends on (one model per process and architecture)
-MODEL_KEYS = ("llm", "device", "dtype", "adapter", "pool", "adapter_hidden", "qformer_queries", "qformer_layers",
+MODEL_KEYS = ("llm", "device", "dtype", "adapter", "pool", "summary_token", "adapter_hidden", "qformer_queries", "qformer_layers",
               "lora_rank", "lora_alpha", "lora_targets", "gradient_checkpointing", "seed", "system_prompt", "loss_average")
 
 
@@ -24,7 +24,8 @@ def build_adapter(cfg: TrainConfig, enc_dim: int, llm_dim: int, emb_std: float):
     nn = torch.nn
 
     class MLPProjector(nn.Module):
-        """Stack `pool` encoder frames into one token, then Linear-GELU-Linear-LayerNorm to the LLM width."""
+        """Stack `pool` encoder frames into one token, then Linear-GELU-Linear-LayerNorm to the LLM width;
+        ``summary_token``: first a token from the clip's frame mean and standard deviation (its own small MLP)."""
 
         def __init__(self):
             super().__init__()
@@ -33,6 +34,11 @@ def build_adapter(cfg: TrainConfig, enc_dim: int, llm_dim: int, emb_std: float):
                                      nn.Linear(cfg.adapter_hidden, llm_dim))
             self.norm = nn.LayerNorm(llm_dim)
             nn.init.constant_(self.norm.weight, emb_std)  # audio tokens start at the scale of text embeddings
+            self.summary = None
+            if cfg.summary_token:
+                self.summary = nn.Sequential(nn.Linear(2 * enc_dim, cfg.adapter_hidden), nn.GELU(),
+                                             nn.Linear(cfg.adapter_hidden, llm_dim), nn.LayerNorm(llm_dim))
+                nn.init.constant_(self.summary[-1].weight, emb_std)
 
         def forward(self, feats: list) -> list:
             lens = [math.ceil(f.shape[0] / self.pool) for f in feats]
@@ -40,7 +46,12 @@ def build_adapter(cfg: TrainConfig, enc_dim: int, llm_dim: int, emb_std: float):
             for i, f in enumerate(feats):
                 x[i, : f.shape[0]] = f
             y = self.norm(self.net(x.reshape(len(feats), max(lens), self.pool * enc_dim)))
-            return [y[i, :n] for i, n in enumerate(lens)]
+            out = [y[i, :n] for i, n in enumerate(lens)]
+            if self.summary is None:
+                return out
+            stats = torch.stack([torch.cat([f.mean(0), f.std(0, unbiased=False)]) for f in feats])
+            s = self.summary(stats)
+            return [torch.cat([s[i: i + 1], o]) for i, o in enumerate(out)]
 
     class QFormer(nn.Module):
         """Learned queries cross-attending to the encoder frames (BLIP-2 / DeSTA-style Q-Former, small)."""
@@ -158,10 +169,13 @@ class SpeechLM:
     def _ids(self, ids: list[int]):
         return self.torch.tensor(ids, dtype=self.torch.long, device=self.device)
 
-    def prefix(self, user: str, audio_emb=None):
-        """Embeddings of the rendered chat prompt; audio_emb goes where AUDIO_TOKEN is (None: text only)."""
+    def prefix(self, user: str, audio_emb=None, transcript: str | None = None):
+        """Embeddings of the rendered chat prompt; audio_emb goes where AUDIO_TOKEN is (None: text only), followed
+        by the clip's transcript when ``transcript_input`` (DeSTA2's input: speech features + transcription)."""
         if audio_emb is None:
             user = user.replace(AUDIO_TOKEN, "").strip()
+        elif self.cfg.transcript_input and transcript:
+            user = user.replace(AUDIO_TOKEN, AUDIO_TOKEN + transcript_text(transcript), 1)
         before, after = self._prompt_ids(user)
         parts = [self.embed(self._ids(before))]
         if audio_emb is not None:
@@ -195,7 +209,7 @@ class SpeechLM:
 
     def loss(self, examples: list[Example], feats: list[np.ndarray]):
         audio = self.audio_embeddings(feats)
-        prefixes = [self.prefix(e.user, a) for e, a in zip(examples, audio)]
+        prefixes = [self.prefix(e.user, a, e.transcript) for e, a in zip(examples, audio)]
         emb, mask, lab = self.batch(prefixes, [self.target_ids(e.response) for e in examples])
         logits, targets, rows = self.target_logits(emb, mask, lab, with_rows=True)
         return mean_loss(self.torch, logits, targets, rows, len(examples), self.cfg.loss_average)
@@ -241,6 +255,11 @@ class SpeechLM:
                     lp += float(torch.log_softmax(head(h).float(), -1).gather(-1, self._ids(t[1:]).unsqueeze(-1)).sum())
                 scores.append(lp)
         return choices[int(np.argmax(scores))], scores
+
+
+def transcript_text(transcript: str) -> str:
+    """What follows the audio embeddings when the model reads the transcript too."""
+    return f'\n(Whisper transcript: "{transcript.strip()}")\n'
 
 
 def mean_loss(torch, logits, targets, rows, n: int, average: str = "example"):

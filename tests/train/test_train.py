@@ -34,7 +34,7 @@ TEXTS = [
     {"instruction": "Say a word that rhymes with cat.", "input": "", "output": "Hat rhymes with cat."},
 ]
 TRAIN = {  # tiny run: full-batch steps (the train split is < 16 examples) at a small lr, short outputs
-    "train.max_steps": 2, "train.checkpoint_every": 2, "train.batch_size": 16, "train.lr": 1e-4, "train.warmup_steps": 1,
+    "train.max_steps": 2, "train.checkpoint_every": 2, "train.batch_size": 16, "train.lr": 3e-5, "train.warmup_steps": 1,
     "train.tasks": ["asr", "labels", "tts_instruction"], "train.max_new_tokens": 4, "train.max_eval_examples": 1,
     "train.val_fraction": 0.2, "train.test_fraction": 0.3,
 }
