@@ -22,8 +22,8 @@ from pipeline.quality import lexicon as lx
 from pipeline.quality.question_types_i18n import answer_type as answer_type_i18n
 from pipeline.quality.question_kinds import (answer_kind, condition_as_fact, counted_other_thing, identity_of_a_named_span,
                                              invented_setting, object_as_subject, repeated_in_question,
-                                             subject_of_another_verb)
-from pipeline.quality.retelling import (imperative_verbs, listener_action_as_speaker, negated_retelling,
+                                             subject_of_another_verb, what_with_full_object, who_answer_is_object)
+from pipeline.quality.retelling import (added_clause, antonym_of_the_words, imperative_verbs, listener_action_as_speaker, negated_retelling,
                                         question_as_statement, swapped_pronoun)
 from pipeline.quality.text_rules import LEAK, REFUSAL, Failure, language_mismatch
 
@@ -399,7 +399,7 @@ def qa_rules(s: Subject, cfg: LLMConfig) -> Failure | None:
     f = (answer_kind(q, a, s.transcript) or identity_of_a_named_span(q, a, s.transcript) or repeated_in_question(q)
          or condition_as_fact(q, a, s.transcript) or subject_of_another_verb(q, a, s.transcript)
          or invented_setting(q, s.transcript) or object_as_subject(q, s.transcript) or counted_other_thing(q, a, s.transcript)
-         or answer_elsewhere(q, a, s.transcript))
+         or who_answer_is_object(q, a, s.transcript) or what_with_full_object(q) or answer_elsewhere(q, a, s.transcript))
     if f:
         return f
     if cfg.qa_extractive:
@@ -555,10 +555,12 @@ def rule_check(s: Subject, cfg: LLMConfig, sentences: list[set[str]], examples: 
     if s.task == "description":
         return (voice_of_assistant(s) or consistency(s, seed) or swapped_pronoun(s.transcript, s.response)
                 or question_as_statement(s.transcript, s.response) or negated_retelling(s.transcript, s.response)
+                or antonym_of_the_words(s.transcript, s.response)
                 or listener_action_as_speaker(s.transcript, s.response)
                 or uninformative(s, cfg)
-                or invented(s, f"{s.seed_description} {s.transcript}") or novel_content(s, cfg))
-    return invented(s, s.transcript) or qa_rules(s, cfg)
+                or invented(s, f"{s.seed_description} {s.transcript}")
+                or added_clause(s.transcript, s.seed_description, s.response) or novel_content(s, cfg))
+    return invented(s, s.transcript) or antonym_of_the_words(s.transcript, s.response) or qa_rules(s, cfg)
 
 
 def _basic_rules(s: Subject, cfg: LLMConfig, language: str) -> Failure | None:

@@ -63,7 +63,8 @@ def identity_of_a_named_span(q: str, a: str, transcript: str) -> Failure | None:
     if j < 0:
         return None
     lo, hi = sorted((i + len(x), j)) if j > i else sorted((j + len(ans), i))
-    if COPULA & set(words[max(0, lo - 1):hi + 1]):
+    # a copula that links the two ("Paris is the capital"), not one of a clause in between ("will be closed until")
+    if COPULA & set(words[max(0, lo - 1):hi + 1]) and hi - lo <= 4:
         return None
     return "odd_question", f"asks what {' '.join(x)!r} is, but the transcript only names it"
 
@@ -260,3 +261,48 @@ def object_as_subject(q: str, transcript: str) -> Failure | None:
 
 __all__ = ["answer_kind", "condition_as_fact", "counted_other_thing", "identity_of_a_named_span", "invented_setting",
            "object_as_subject", "repeated_in_question", "subject_of_another_verb"]
+
+
+_POSSESSIVE = frozenset("my your his her our their its".split())
+_WHO_SUBJECT_Q = re.compile(r"^who (?:(?:was|were|is|are|has|had|have) )?(?P<verb>[a-z]+)\b(?P<rest>[^?]*)\?$", re.I)
+
+
+def who_answer_is_object(q: str, a: str, transcript: str) -> Failure | None:
+    """"Who lent the ladder?" -> "The gutters" for "Our neighbour lent us his ladder so that we could clean the
+    gutters": a who-question about the doer of a verb, answered with words that stand only after that verb in the
+    transcript (its object, or another clause), never before it and never after "by" (the passive's doer)."""
+    m = _WHO_SUBJECT_Q.match(q.strip())
+    if not m or m.group("verb").lower() in lx.STOP or m.group("verb").lower() in _AUX:
+        return None
+    verb = lx.stem(m.group("verb").lower())
+    words = lx.tokens(transcript)
+    ans = [w for w in _without_article(lx.tokens(a)) if w not in _POSSESSIVE]
+    if not ans or verb in {lx.stem(w) for w in ans}:
+        return None
+    at_verb = [k for k, w in enumerate(words) if lx.stem(w) == verb]
+    at_ans = [k for k, w in enumerate(words) if w == ans[0]]
+    if not at_verb or not at_ans:
+        return None
+    # the answer before the verb (its subject), or after "by" (a passive's doer): fine
+    if any(k < at_verb[-1] or "by" in words[at_verb[0] + 1:k] for k in at_ans):
+        return None
+    return "answer_elsewhere", (f"{' '.join(ans)!r} stands after {m.group('verb')!r} in the words (what is acted on, "
+                                f"not who acts)")
+
+
+# verbs with two objects: "What did they name the baby?", "What did she give the dog?" are well formed
+_DITRANSITIVE = frozenset(lx.stem(w) for w in "give gave given tell told show showed shown send sent offer offered name "
+                          "named call called teach taught lend lent ask asked pay paid bring brought buy bought make made "
+                          "cost cook cooked leave left owe owed promise promised hand handed".split())
+_WHAT_DID_X_VERB_OBJ = re.compile(
+    r"^what (?:did|does|do|will|would|should|can|could|must) (?:(?:the|my|your|his|her|our|their) [a-z]+|he|she|they|we|you|i|it) (?P<verb>[a-z]+) "
+    r"(?:the|a|an|his|her|their|our|my|your|its) [a-z]+\s*\?$", re.I)
+
+
+def what_with_full_object(q: str) -> Failure | None:
+    """"What did the farmers harvest the wheat?": the question's verb already has its object, so the question
+    word has no place in the sentence (a garbled question of a small model). Verbs that take two objects pass."""
+    m = _WHAT_DID_X_VERB_OBJ.match(q.strip())
+    if not m or m.group("verb").lower() in lx.STOP or lx.stem(m.group("verb").lower()) in _DITRANSITIVE:
+        return None
+    return "malformed_question", f"the verb {m.group('verb')!r} already has its object: {q[:60]!r}"

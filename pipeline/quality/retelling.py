@@ -99,5 +99,89 @@ def listener_action_as_speaker(transcript: str, description: str) -> Failure | N
     return None
 
 
-__all__ = ["imperative_verbs", "listener_action_as_speaker", "negated_retelling", "question_as_statement",
-           "swapped_pronoun"]
+__all__ = ["added_clause", "antonym_of_the_words", "imperative_verbs", "listener_action_as_speaker",
+           "negated_retelling", "question_as_statement", "swapped_pronoun"]
+
+
+# where a description adds a clause of its own: a cause, a relative clause, a coordinated or a further sentence
+_ADDED = re.compile(r"(?:[.;:!?]\s+|,\s*|\s+)(?=(?:because|since|as|so that|so|which|who|whose|while|and|but|although|"
+                    r"though|after|before|when|where)\b)|(?<=[.;!?])\s+", re.I)
+
+
+def added_clause(transcript: str, seed: str, description: str) -> Failure | None:
+    """A clause the description adds that says nothing of the words or the seed: at least two content words of its
+    own and none from the transcript or the seed ("... whether the pharmacy is open, because his daughter has a
+    fever"). The description's first clause (how it frames the clip: "A woman gives a cooking tip") is not
+    checked; words of describing speech (voice, tone, pace, noise) are not content."""
+    src = lx.stem_set(f"{transcript} {seed}")
+    parts = [p for p in _ADDED.split(description) if p and p.strip()]
+    for part in parts[1:]:
+        words = lx.content_stems(part, lx.DESCRIBING)
+        new = [w for w in words if w not in src]
+        if len(new) >= 2 and len(new) == len(words):
+            return "invented", f"adds {part.strip()[:70]!r}, which neither the transcript nor the seed says"
+    return None
+
+
+# opposites a retelling may not swap: each line "forms of one | forms of the other" (surface forms, no stemming)
+_OPPOSITES = """open opens opened opening | close closes closed closing shut shuts
+early earlier | late later
+before | after
+survive survives survived surviving | die dies died dying dead
+win wins won winning | lose loses lost losing
+arrive arrives arrived arriving arrival | depart departs departed departing departure
+start starts started starting begin begins began beginning | finish finishes finished finishing
+full | empty
+cheap cheaper | expensive dear
+more | less fewer
+always | never
+increase increases increased | decrease decreases decreased fall falls fell
+rise rises rose risen | fall falls fell fallen
+hot hotter warm warmer | cold colder cool cooler
+first | last
+north northern | south southern
+east eastern | west western
+accept accepts accepted | refuse refuses refused reject rejects rejected
+remember remembers remembered | forget forgets forgot forgotten
+buy buys bought | sell sells sold
+lend lends lent | borrow borrows borrowed
+easy easier | difficult hard harder
+heavy heavier | light lighter
+wet | dry
+inside indoors | outside outdoors
+above | below
+top | bottom
+upstairs | downstairs
+left | right
+same | different
+new newer | old older
+young younger | old older
+add adds added | remove removes removed
+pass passes passed | fail fails failed
+true | false
+allowed permitted | forbidden banned prohibited
+free | paid
+sunny | rainy cloudy
+found | lost
+success successful | failure failed""".splitlines()
+_OPPOSITE_OF: dict[str, frozenset] = {}  # word -> the forms of its opposites
+_FORMS_OF: dict[str, frozenset] = {}  # word -> the forms on its own side
+for _line in _OPPOSITES:
+    _a, _b = (frozenset(x.split()) for x in _line.split("|"))
+    for _side, _other in ((_a, _b), (_b, _a)):
+        for _w in _side:
+            _OPPOSITE_OF[_w] = _OPPOSITE_OF.get(_w, frozenset()) | _other
+            _FORMS_OF[_w] = _FORMS_OF.get(_w, frozenset()) | _side
+
+
+def antonym_of_the_words(transcript: str, text: str) -> Failure | None:
+    """The retelling (a description, or a QA answer) says the opposite of a word of the transcript ("most of them
+    survived" -> "all of them died", "closes early" -> "closes late") and never the word itself."""
+    said = set(lx.tokens(transcript))
+    for w in lx.tokens(text):
+        if w not in _OPPOSITE_OF or _FORMS_OF[w] & said:  # the words say it too ("opens" ... "opening")
+            continue
+        opp = sorted(_OPPOSITE_OF[w] & said)
+        if opp:
+            return "contradicts_transcript", f"says {w!r} where the words say {opp[0]!r}"
+    return None

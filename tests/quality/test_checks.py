@@ -353,3 +353,38 @@ def test_an_object_asked_as_the_doer_and_a_time_never_named():
     weather = "If the weather stays dry tomorrow, we will take the bicycles down to the river."
     _qa_rejected(weather, "What is the weather like today?", "dry", "question_ungrounded", "'today'")
     assert _qa(weather, "When will we take the bicycles down to the river?", "tomorrow").keep
+
+
+def test_who_answered_with_what_is_acted_on_a_verb_that_has_its_object_and_an_added_clause():
+    keys = "My sister found the keys under the sofa after we had searched the whole house."
+    _qa_rejected(keys, "Who found the keys?", "The sofa.", "answer_elsewhere", "acted on")
+    assert _qa(keys, "Who found the keys?", "My sister.").keep
+    assert _qa(keys, "Where were the keys found?", "Under the sofa.").keep
+    passive = "The fire was put out within minutes by two volunteers from the village."
+    assert _qa(passive, "Who put out the fire?", "Two volunteers from the village.").keep
+    _qa_rejected(keys, "What did my sister find the keys?", "Under the sofa.", "malformed_question", "'find'")
+    baby = "They named the baby Rose after her grandmother."
+    assert _qa(baby, "What did they name the baby?", "Rose.").keep  # two objects: well formed
+    t = "Could you tell me whether the post office on King Street is still open?"
+    seed = _seed(t, "Female", "normal pitch")
+    ok = verdict("description", "A woman asks whether the post office on King Street is still open.", transcript=t, seed=seed)
+    assert ok.keep, (ok.reason, ok.detail)
+    bad = verdict("description", "A woman asks whether the post office on King Street is still open, because her parcel "
+                                 "must reach Spain by Monday.", transcript=t, seed=seed)
+    assert not bad.keep and bad.reason == "invented", (bad.reason, bad.detail)
+    bad = verdict("description", "A woman asks whether the post office on King Street is still open, since her cousin "
+                                 "needs stamps.", transcript=t, seed=seed)
+    assert not bad.keep and bad.reason == "invented" and "adds" in bad.detail, (bad.reason, bad.detail)
+
+
+def test_a_retelling_that_says_the_opposite_of_the_words():
+    t = "Most of the passengers survived the crash, and the airport opens again on Friday."
+    seed = _seed(t, "Female", "normal pitch")
+    bad = verdict("description", "A woman reports that most of the passengers died in the crash and that the airport "
+                                 "opens again on Friday.", transcript=t, seed=seed)
+    assert not bad.keep and bad.reason == "contradicts_transcript" and "'survived'" in bad.detail, (bad.reason, bad.detail)
+    ok = verdict("description", "A woman reports that most passengers survived the crash and that the airport is "
+                                "opening again on Friday.", transcript=t, seed=seed)
+    assert ok.keep, (ok.reason, ok.detail)  # another form of the same word ("opens" / "opening") is no opposite
+    _qa_rejected(t, "What happens to the airport on Friday?", "It closes again.", "contradicts_transcript", "'opens'")
+    assert _qa(t, "When does the airport open again?", "On Friday.").keep
