@@ -293,7 +293,8 @@ def who_answer_is_object(q: str, a: str, transcript: str) -> Failure | None:
 # verbs with two objects: "What did they name the baby?", "What did she give the dog?" are well formed
 _DITRANSITIVE = frozenset(lx.stem(w) for w in "give gave given tell told show showed shown send sent offer offered name "
                           "named call called teach taught lend lent ask asked pay paid bring brought buy bought make made "
-                          "cost cook cooked leave left owe owed promise promised hand handed".split())
+                          "cost cook cooked leave left owe owed promise promised hand handed feed fed serve served wish wished "
+                          "sell sold charge charged award awarded grant granted deny denied fetch fetched get got".split())
 _WHAT_DID_X_VERB_OBJ = re.compile(
     r"^what (?:did|does|do|will|would|should|can|could|must) (?:(?:the|my|your|his|her|our|their) [a-z]+|he|she|they|we|you|i|it) (?P<verb>[a-z]+) "
     r"(?:the|a|an|his|her|their|our|my|your|its) [a-z]+\s*\?$", re.I)

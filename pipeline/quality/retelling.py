@@ -160,7 +160,6 @@ add adds added | remove removes removed
 pass passes passed | fail fails failed
 true | false
 allowed permitted | forbidden banned prohibited
-free | paid
 sunny | rainy cloudy
 found | lost
 success successful | failure failed""".splitlines()
