@@ -20,7 +20,8 @@ from pipeline.core.config import LLMConfig
 from pipeline.core.text import normalize, word_count
 from pipeline.quality import lexicon as lx
 from pipeline.quality.question_types_i18n import answer_type as answer_type_i18n
-from pipeline.quality.question_kinds import (answer_kind, condition_as_fact, counted_other_thing, identity_of_a_named_span,
+from pipeline.quality.question_kinds import (answer_kind, condition_as_fact, counted_other_thing, dropped_object,
+                                             identity_of_a_named_span,
                                              invented_setting, object_as_subject, repeated_in_question,
                                              subject_of_another_verb, what_with_full_object, who_answer_is_object)
 from pipeline.quality.retelling import (added_clause, antonym_of_the_words, imperative_verbs, listener_action_as_speaker, negated_retelling,
@@ -399,7 +400,8 @@ def qa_rules(s: Subject, cfg: LLMConfig) -> Failure | None:
     f = (answer_kind(q, a, s.transcript) or identity_of_a_named_span(q, a, s.transcript) or repeated_in_question(q)
          or condition_as_fact(q, a, s.transcript) or subject_of_another_verb(q, a, s.transcript)
          or invented_setting(q, s.transcript) or object_as_subject(q, s.transcript) or counted_other_thing(q, a, s.transcript)
-         or who_answer_is_object(q, a, s.transcript) or what_with_full_object(q) or answer_elsewhere(q, a, s.transcript))
+         or who_answer_is_object(q, a, s.transcript) or what_with_full_object(q) or dropped_object(q, s.transcript)
+         or answer_elsewhere(q, a, s.transcript))
     if f:
         return f
     if cfg.qa_extractive:

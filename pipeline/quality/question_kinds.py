@@ -307,3 +307,42 @@ def what_with_full_object(q: str) -> Failure | None:
     if not m or m.group("verb").lower() in lx.STOP or lx.stem(m.group("verb").lower()) in _DITRANSITIVE:
         return None
     return "malformed_question", f"the verb {m.group('verb')!r} already has its object: {q[:60]!r}"
+
+
+_WH_DOES_X_VERB = re.compile(r"^(?P<wh>where|when|how often|how long|how) (?:does|do|did|will|can|could|should|would) "
+                             r"(?P<subj>(?:(?:the|my|your|his|her|our|their|a|an) )?[a-z]+) (?P<verb>[a-z]+)(?: (?:to|in|at|on|up|out))?\s*\?$", re.I)
+_DETERMINERS = frozenset("the a an my your his her our their its this that these those some".split())
+_NOT_OBJECTS = frozenset("away back home here there today tomorrow tonight yesterday well hard fast down off over "
+                         "around through across along past".split())
+
+
+def dropped_object(q: str, transcript: str) -> Failure | None:
+    """"Where does the grandmother grow?" for "My grandmother grows tomatoes, beans and sunflowers in the small garden":
+    the question ends at a verb that, in the words, acts on something (an object follows it), so the question no
+    longer says what is grown, or makes its subject grow. A verb used without an object in the words passes."""
+    m = _WH_DOES_X_VERB.match(q.strip())
+    if not m:
+        return None
+    verb = lx.stem(m.group("verb").lower())
+    subj = lx.tokens(m.group("subj"))
+    if m.group("verb").lower() in lx.STOP or verb in {lx.stem(w) for w in subj}:
+        return None
+    words = lx.tokens(transcript)
+    uses = [k for k, w in enumerate(words) if lx.stem(w) == verb]
+    if not uses:
+        return None
+    if verb in ERGATIVE and any(lx.stem(subj[-1]) in {lx.stem(w) for w in words[k + 1:k + 4]} for k in uses):
+        return None  # "How long should the bread bake?": the object of "bake the bread" can be its subject
+
+    def object_follows(k: int) -> bool:
+        if k + 1 >= len(words):
+            return False
+        w = words[k + 1]
+        return w in _DETERMINERS or not (w in lx.STOP or w in ADVERB_A or w in lx.TIME_A or w.endswith("ly")
+                                         or lx.numbers(w) or w in _NOT_OBJECTS)
+
+    objects = [k for k in uses if object_follows(k)]
+    if len(objects) == len(uses):
+        return "malformed_question", (f"the question ends at {m.group('verb')!r}, which in the words acts on "
+                                      f"{' '.join(words[objects[0] + 1:objects[0] + 3])!r}: it leaves out what")
+    return None

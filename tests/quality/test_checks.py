@@ -388,3 +388,13 @@ def test_a_retelling_that_says_the_opposite_of_the_words():
     assert ok.keep, (ok.reason, ok.detail)  # another form of the same word ("opens" / "opening") is no opposite
     _qa_rejected(t, "What happens to the airport on Friday?", "It closes again.", "contradicts_transcript", "'opens'")
     assert _qa(t, "When does the airport open again?", "On Friday.").keep
+
+
+def test_a_question_that_ends_at_a_verb_whose_object_the_words_give():
+    uncle = "My uncle repairs old clocks and radios in the workshop behind his shop."
+    _qa_rejected(uncle, "Where does my uncle repair?", "In the workshop behind his shop.", "malformed_question", "'old clocks'")
+    assert _qa(uncle, "Where does my uncle repair old clocks?", "In the workshop behind his shop.").keep
+    soup = "Simmer the soup for twenty minutes and stir it now and then."
+    assert _qa(soup, "How long should the soup simmer?", "Twenty minutes.").keep  # its object can be its subject
+    shop = "The shop closes early on Saturdays."
+    assert _qa(shop, "When does the shop close early?", "On Saturdays.").keep  # an adverb, no object, follows
