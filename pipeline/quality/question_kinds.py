@@ -280,7 +280,7 @@ def who_answer_is_object(q: str, a: str, transcript: str) -> Failure | None:
     if not ans or verb in {lx.stem(w) for w in ans}:
         return None
     at_verb = [k for k, w in enumerate(words) if lx.stem(w) == verb]
-    at_ans = [k for k, w in enumerate(words) if w == ans[0]]
+    at_ans = [k for k, w in enumerate(words) if lx.stem(w) == lx.stem(ans[0])]  # "father" for "father's"
     if not at_verb or not at_ans:
         return None
     # the answer before the verb (its subject), or after "by" (a passive's doer): fine
@@ -346,3 +346,4 @@ def dropped_object(q: str, transcript: str) -> Failure | None:
         return "malformed_question", (f"the question ends at {m.group('verb')!r}, which in the words acts on "
                                       f"{' '.join(words[objects[0] + 1:objects[0] + 3])!r}: it leaves out what")
     return None
+

@@ -398,3 +398,9 @@ def test_a_question_that_ends_at_a_verb_whose_object_the_words_give():
     assert _qa(soup, "How long should the soup simmer?", "Twenty minutes.").keep  # its object can be its subject
     shop = "The shop closes early on Saturdays."
     assert _qa(shop, "When does the shop close early?", "On Saturdays.").keep  # an adverb, no object, follows
+
+
+def test_a_who_answer_named_only_as_an_owner_after_the_verb():
+    t = "The twins painted the fence and used their uncle's old brushes."
+    _qa_rejected(t, "Who painted the fence?", "Their uncle.", "answer_elsewhere", "acted on")
+    assert _qa(t, "Who painted the fence?", "The twins.").keep
