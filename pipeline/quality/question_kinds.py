@@ -259,9 +259,6 @@ def object_as_subject(q: str, transcript: str) -> Failure | None:
     return None
 
 
-__all__ = ["answer_kind", "condition_as_fact", "counted_other_thing", "identity_of_a_named_span", "invented_setting",
-           "object_as_subject", "repeated_in_question", "subject_of_another_verb"]
-
 
 _POSSESSIVE = frozenset("my your his her our their its".split())
 _WHO_SUBJECT_Q = re.compile(r"^who (?:(?:was|were|is|are|has|had|have) )?(?P<verb>[a-z]+)\b(?P<rest>[^?]*)\?$", re.I)
@@ -279,8 +276,9 @@ def who_answer_is_object(q: str, a: str, transcript: str) -> Failure | None:
     ans = [w for w in _without_article(lx.tokens(a)) if w not in _POSSESSIVE]
     if not ans or verb in {lx.stem(w) for w in ans}:
         return None
-    at_verb = [k for k, w in enumerate(words) if lx.stem(w) == verb]
-    at_ans = [k for k, w in enumerate(words) if lx.stem(w) == lx.stem(ans[0])]  # "father" for "father's"
+    stems, first = [lx.stem(w) for w in words], lx.stem(ans[0])
+    at_verb = [k for k, st in enumerate(stems) if st == verb]
+    at_ans = [k for k, st in enumerate(stems) if st == first]  # "father" for "father's"
     if not at_verb or not at_ans:
         return None
     # the answer before the verb (its subject), or after "by" (a passive's doer): fine
@@ -311,7 +309,7 @@ def what_with_full_object(q: str) -> Failure | None:
 
 _WH_DOES_X_VERB = re.compile(r"^(?P<wh>where|when|how often|how long|how) (?:does|do|did|will|can|could|should|would) "
                              r"(?P<subj>(?:(?:the|my|your|his|her|our|their|a|an) )?[a-z]+) (?P<verb>[a-z]+)(?: (?:to|in|at|on|up|out))?\s*\?$", re.I)
-_DETERMINERS = frozenset("the a an my your his her our their its this that these those some".split())
+_DETERMINERS = _POSSESSIVE | frozenset("the a an this that these those some".split())
 _NOT_OBJECTS = frozenset("away back home here there today tomorrow tonight yesterday well hard fast down off over "
                          "around through across along past".split())
 
@@ -328,10 +326,11 @@ def dropped_object(q: str, transcript: str) -> Failure | None:
     if m.group("verb").lower() in lx.STOP or verb in {lx.stem(w) for w in subj}:
         return None
     words = lx.tokens(transcript)
-    uses = [k for k, w in enumerate(words) if lx.stem(w) == verb]
+    stems = [lx.stem(w) for w in words]
+    uses = [k for k, st in enumerate(stems) if st == verb]
     if not uses:
         return None
-    if verb in ERGATIVE and any(lx.stem(subj[-1]) in {lx.stem(w) for w in words[k + 1:k + 4]} for k in uses):
+    if verb in ERGATIVE and any(lx.stem(subj[-1]) in stems[k + 1:k + 4] for k in uses):
         return None  # "How long should the bread bake?": the object of "bake the bread" can be its subject
 
     def object_follows(k: int) -> bool:
@@ -347,3 +346,7 @@ def dropped_object(q: str, transcript: str) -> Failure | None:
                                       f"{' '.join(words[objects[0] + 1:objects[0] + 3])!r}: it leaves out what")
     return None
 
+
+__all__ = ["answer_kind", "condition_as_fact", "counted_other_thing", "dropped_object", "identity_of_a_named_span",
+           "invented_setting", "object_as_subject", "repeated_in_question", "subject_of_another_verb",
+           "what_with_full_object", "who_answer_is_object"]

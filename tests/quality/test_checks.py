@@ -135,6 +135,17 @@ def _qa_rejected(t: str, q: str, a: str, reason: str, part: str = "") -> None:
     assert not v.keep and v.reason == reason and part in v.detail, (v.reason, v.detail)
 
 
+def _description_rejected(t: str, seed: str, response: str, reason: str, part: str = "") -> None:
+    """The description of transcript ``t`` is rejected for ``reason``, its detail saying ``part``."""
+    v = verdict("description", response, transcript=t, seed=seed)
+    assert not v.keep and v.reason == reason and part in v.detail, (v.reason, v.detail)
+
+
+def _description_kept(t: str, seed: str, response: str) -> None:
+    v = verdict("description", response, transcript=t, seed=seed)
+    assert v.keep, (v.reason, v.detail)
+
+
 def test_what_is_questions_about_a_span_the_transcript_only_names():
     cards = "Eight of spades, four of clubs, seven of hearts."
     for q, a in (("What are the four of clubs?", "seven of hearts"), ("What is the eight of spades?", "four of clubs")):
@@ -153,23 +164,20 @@ def test_what_is_questions_about_a_span_the_transcript_only_names():
 def test_description_that_swaps_the_gender_of_a_person_in_the_words():
     t = "She practised the piano every evening until she could play the whole piece from memory."
     seed = _seed(t)
-    bad = verdict("description", "A man with a low voice, at a normal pace, says that he practised the piano every evening "
-                                 "until he could play the whole piece from memory.", transcript=t, seed=seed)
-    assert not bad.keep and bad.reason == "contradicts_transcript" and "'she' 'practised'" in bad.detail, bad.detail
-    ok = verdict("description", "A man with a low voice, at a normal pace, says that she practised the piano every evening "
-                                "until she could play the whole piece from memory.", transcript=t, seed=seed)
-    assert ok.keep, (ok.reason, ok.detail)
+    _description_rejected(t, seed, "A man with a low voice, at a normal pace, says that he practised the piano every "
+                                   "evening until he could play the whole piece from memory.",
+                          "contradicts_transcript", "'she' 'practised'")
+    _description_kept(t, seed, "A man with a low voice, at a normal pace, says that she practised the piano every evening "
+                               "until she could play the whole piece from memory.")
 
 
 def test_description_that_turns_a_question_into_a_statement():
     t = "Could you remind me to call the dentist on Thursday morning?"
     seed = _seed(t, "Female", "normal pitch", 3)
-    bad = verdict("description", "A woman, at a normal pace, in a clean recording, says that she could remind herself to "
-                                 "call the dentist on Thursday morning.", transcript=t, seed=seed)
-    assert not bad.keep and bad.reason == "contradicts_transcript" and "question" in bad.detail, (bad.reason, bad.detail)
-    ok = verdict("description", "A woman, at a normal pace, in a clean recording, asks to be reminded to call the dentist "
-                                "on Thursday morning.", transcript=t, seed=seed)
-    assert ok.keep, (ok.reason, ok.detail)
+    _description_rejected(t, seed, "A woman, at a normal pace, in a clean recording, says that she could remind herself "
+                                   "to call the dentist on Thursday morning.", "contradicts_transcript", "question")
+    _description_kept(t, seed, "A woman, at a normal pace, in a clean recording, asks to be reminded to call the dentist "
+                               "on Thursday morning.")
 
 
 def test_answers_of_the_wrong_kind_for_the_question_word():
@@ -310,12 +318,10 @@ def test_a_supposed_condition_asked_as_a_fact_and_a_word_asked_twice():
 def test_the_speaker_does_what_the_words_tell_the_listener_to_do():
     t = "When you get to the station, take the second exit and you will find the taxi rank."
     seed = _seed(t)
-    bad = verdict("description", "A man with a low voice, in a clean recording, gets to the station, takes the second exit "
-                                 "and finds the taxi rank.", transcript=t, seed=seed)
-    assert not bad.keep and bad.reason == "contradicts_transcript" and "listener" in bad.detail, (bad.reason, bad.detail)
-    ok = verdict("description", "A man with a low voice, in a clean recording, explains that at the station one takes the "
-                                "second exit and finds the taxi rank.", transcript=t, seed=seed)
-    assert ok.keep, (ok.reason, ok.detail)
+    _description_rejected(t, seed, "A man with a low voice, in a clean recording, gets to the station, takes the second "
+                                   "exit and finds the taxi rank.", "contradicts_transcript", "listener")
+    _description_kept(t, seed, "A man with a low voice, in a clean recording, explains that at the station one takes the "
+                               "second exit and finds the taxi rank.")
     # a feeling the seed does not give, and "what is next to X?" asks what is there
     v = verdict("description", "A woman, at a normal pace, says that the museum opens at nine in the morning and closes "
                                "at six on weekdays, and she sounds proud and relieved.",
@@ -367,25 +373,21 @@ def test_who_answered_with_what_is_acted_on_a_verb_that_has_its_object_and_an_ad
     assert _qa(baby, "What did they name the baby?", "Rose.").keep  # two objects: well formed
     t = "Could you tell me whether the post office on King Street is still open?"
     seed = _seed(t, "Female", "normal pitch")
-    ok = verdict("description", "A woman asks whether the post office on King Street is still open.", transcript=t, seed=seed)
-    assert ok.keep, (ok.reason, ok.detail)
-    bad = verdict("description", "A woman asks whether the post office on King Street is still open, because her parcel "
-                                 "must reach Spain by Monday.", transcript=t, seed=seed)
-    assert not bad.keep and bad.reason == "invented", (bad.reason, bad.detail)
-    bad = verdict("description", "A woman asks whether the post office on King Street is still open, since her cousin "
-                                 "needs stamps.", transcript=t, seed=seed)
-    assert not bad.keep and bad.reason == "invented" and "adds" in bad.detail, (bad.reason, bad.detail)
+    _description_kept(t, seed, "A woman asks whether the post office on King Street is still open.")
+    _description_rejected(t, seed, "A woman asks whether the post office on King Street is still open, because her parcel "
+                                   "must reach Spain by Monday.", "invented")
+    _description_rejected(t, seed, "A woman asks whether the post office on King Street is still open, since her cousin "
+                                   "needs stamps.", "invented", "adds")
 
 
 def test_a_retelling_that_says_the_opposite_of_the_words():
     t = "Most of the passengers survived the crash, and the airport opens again on Friday."
     seed = _seed(t, "Female", "normal pitch")
-    bad = verdict("description", "A woman reports that most of the passengers died in the crash and that the airport "
-                                 "opens again on Friday.", transcript=t, seed=seed)
-    assert not bad.keep and bad.reason == "contradicts_transcript" and "'survived'" in bad.detail, (bad.reason, bad.detail)
-    ok = verdict("description", "A woman reports that most passengers survived the crash and that the airport is "
-                                "opening again on Friday.", transcript=t, seed=seed)
-    assert ok.keep, (ok.reason, ok.detail)  # another form of the same word ("opens" / "opening") is no opposite
+    _description_rejected(t, seed, "A woman reports that most of the passengers died in the crash and that the airport "
+                                   "opens again on Friday.", "contradicts_transcript", "'survived'")
+    # another form of the same word ("opens" / "opening") is no opposite
+    _description_kept(t, seed, "A woman reports that most passengers survived the crash and that the airport is opening "
+                               "again on Friday.")
     _qa_rejected(t, "What happens to the airport on Friday?", "It closes again.", "contradicts_transcript", "'opens'")
     assert _qa(t, "When does the airport open again?", "On Friday.").keep
 
